@@ -1,0 +1,2 @@
+def save_npz(*a): pass
+def load_npz(*a): pass

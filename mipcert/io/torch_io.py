@@ -1,0 +1,2 @@
+def from_torch(*a): pass
+def to_torch(*a): pass

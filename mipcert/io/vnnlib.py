@@ -1,0 +1,2 @@
+def parse_vnnlib(*a): pass
+def write_vnnlib(*a): pass

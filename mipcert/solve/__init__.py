@@ -1,1 +1,88 @@
-"""mipcert.solve"""
+"""mipcert.solve: solve any Pyomo model with HiGHS, SCIP or Gurobi and return sound bounds.
+
+``solve`` never knows what the model means: it takes a ConcreteModel (or Block) with exactly
+one active Objective, compiles it to a :class:`StandardForm` without Pyomo's solver plugins,
+hands it to a back-end and returns an :class:`Outcome` whose ``bound`` is proven (see
+``outcome.py`` for the safety margin). ``PersistentSolver`` keeps the solver model and swaps
+objectives; ``write_model`` exports .lp/.mps; ``map_solves`` fans out independent solves.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..errors import SolverError
+from .backend import KNOWN_SOLVERS, Backend, IncumbentCallback, available_solvers, backend_class
+from .export import write_model
+from .fanout import map_solves
+from .outcome import LP_BOUND_SAFETY, Outcome
+from .standard_form import QuadTerms, StandardForm, compile_expression, compile_model
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Outcome", "StandardForm", "QuadTerms", "PersistentSolver", "available_solvers", "solve",
+           "write_model", "map_solves", "compile_model", "LP_BOUND_SAFETY", "KNOWN_SOLVERS"]
+
+
+def solve(model: Any, solver: str = "highs", *, time_limit: float | None = None,
+          stop_bound: float | None = None, on_incumbent: IncumbentCallback | None = None,
+          threads: int | None = None, options: dict | None = None, verbose: bool = False) -> Outcome:
+    """Solve ``model`` once with ``solver`` ('highs' | 'scip' | 'gurobi').
+
+    stop_bound: min → stop once the proven bound is > stop_bound, max → once < stop_bound
+    (status 'interrupted'). on_incumbent(get): called on every improving MIP incumbent (once
+    on the final solution of an LP); ``get(vars)`` gives its values; returning True stops.
+    options: passed verbatim to the solver (its own parameter names).
+    """
+    cls = backend_class(solver)
+    sf = compile_model(model)
+    backend = cls(sf, threads=threads, options=options, verbose=verbose)
+    outcome = backend.solve(time_limit=time_limit, stop_bound=stop_bound, on_incumbent=on_incumbent)
+    log.info("%s", outcome)
+    return outcome
+
+
+class PersistentSolver:
+    """Build the solver model once; change the objective and re-solve (warm starts kept).
+
+    The model's constraints are compiled at construction; later changes to the Pyomo model
+    are *not* seen. The model may have no active objective: call ``set_objective`` first.
+    """
+
+    def __init__(self, model: Any, solver: str = "highs", *, threads: int | None = None,
+                 options: dict | None = None, verbose: bool = False):
+        cls = backend_class(solver)
+        self.model = model
+        self.solver = str(solver).lower()
+        self.sf = compile_model(model, require_objective=False)
+        self._has_objective = self.sf.objective is not None
+        self.backend: Backend = cls(self.sf, threads=threads, options=options, verbose=verbose)
+
+    def set_objective(self, expr: Any, sense: str = "min") -> None:
+        """Replace the objective with ``expr`` (a Pyomo linear or quadratic expression)."""
+        if sense not in ("min", "max"):
+            raise SolverError(f"sense must be 'min' or 'max', not {sense!r}")
+        registry = self.sf.registry
+        before = len(registry.variables)
+        e = compile_expression(expr, registry, "objective")
+        new = registry.variables[before:]
+        if new:
+            lo, hi, integ = registry.bounds_and_integrality(new)
+            self.backend.add_columns(lo, hi, integ)
+            self.backend.index.extend(new)
+        n = len(registry.variables)
+        c = np.zeros(n)
+        np.add.at(c, np.asarray(e.cols, np.int64), e.coefs)
+        self.backend.set_objective(c, e.constant, sense, e.quad)
+        self._has_objective = True
+
+    def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
+              on_incumbent: IncumbentCallback | None = None) -> Outcome:
+        """Solve with the current objective; see :func:`solve` for the arguments."""
+        if not self._has_objective:
+            raise SolverError("PersistentSolver has no objective: call set_objective(expr, sense) first")
+        outcome = self.backend.solve(time_limit=time_limit, stop_bound=stop_bound, on_incumbent=on_incumbent)
+        log.info("%s", outcome)
+        return outcome

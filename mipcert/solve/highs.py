@@ -1,0 +1,218 @@
+"""HiGHS back-end (highspy >= 1.15): LP, MILP and convex continuous QP.
+
+The standard form is passed in one ``passModel`` call (row-wise CSR). Early stops use the
+callback API: ``cbMipImprovingSolution`` sees every improving incumbent (values in the
+original column space, objective and dual bound in the user's sense) and
+``cbMipInterrupt`` polls the dual bound against ``stop_bound``.
+Quadratic constraints are refused (HiGHS has none); a quadratic objective must be convex
+(min) / concave (max) and the model continuous.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import SolverError, SolverUnavailableError
+from .backend import Backend, EarlyStop, IncumbentCallback, Timer, finite_or_none
+from .outcome import Outcome, infeasible_bound, nothing_proven, safe_bound
+from .standard_form import QuadTerms, StandardForm, symmetric_matrix
+
+log = logging.getLogger(__name__)
+
+try:
+    import highspy
+except ImportError:  # pragma: no cover - highspy is a hard dependency
+    highspy = None
+
+_ROWWISE = 2           # MatrixFormat.kRowwise
+_TRIANGULAR = 1        # HessianFormat.kTriangular
+_SOLUTION_FEASIBLE = 2  # SolutionStatus.kSolutionStatusFeasible
+
+
+def require() -> None:
+    if highspy is None:
+        raise SolverUnavailableError("highspy is not installed: pip install highspy")
+
+
+def _inf(a: np.ndarray) -> np.ndarray:
+    """Map ±inf to HiGHS's infinity (it is inf already, but be explicit and contiguous)."""
+    return np.ascontiguousarray(np.clip(a, -highspy.kHighsInf, highspy.kHighsInf), dtype=np.float64)
+
+
+class HighsBackend(Backend):
+    name = "highs"
+
+    def __init__(self, sf: StandardForm, *, threads: int | None = None,
+                 options: dict | None = None, verbose: bool = False):
+        super().__init__(sf, threads=threads, options=options, verbose=verbose)
+        if sf.q_rows:
+            first = sf.constraints[next(iter(sf.q_rows))].name
+            raise SolverError(
+                f"HiGHS cannot solve quadratic constraints ({len(sf.q_rows)} of them, e.g. {first}): "
+                "use solver='scip' or solver='gurobi', or relax the products (McCormick)")
+        self.h = highspy.Highs()
+        self._set_options()
+        A = sf.A.tocsr()
+        status = self.h.passModel(
+            sf.n_cols, sf.n_rows, A.nnz, _ROWWISE, 1 if sf.sense == "min" else -1, float(sf.c0),
+            _inf(sf.c), _inf(sf.col_lo), _inf(sf.col_hi), _inf(sf.row_lo), _inf(sf.row_hi),
+            A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data.astype(np.float64),
+            sf.integrality.astype(np.int32))
+        if status == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS rejected the model (passModel failed); run with verbose=True to see why")
+        self.has_hessian = False
+        if sf.q_obj is not None and len(sf.q_obj):
+            self._pass_hessian(sf.q_obj, sf.sense)
+
+    def _set_options(self) -> None:
+        h = self.h
+        h.setOptionValue("output_flag", bool(self.verbose))
+        if self.threads is not None:
+            if h.setOptionValue("threads", int(self.threads)) != highspy.HighsStatus.kOk:
+                log.warning("HiGHS did not accept threads=%s", self.threads)
+        for key, val in self.options.items():
+            if h.setOptionValue(str(key), val) == highspy.HighsStatus.kError:
+                raise SolverError(f"HiGHS does not accept option {key}={val!r}: see the HiGHS options list")
+
+    def _pass_hessian(self, quad: QuadTerms, sense: str) -> None:
+        if self.is_mip:
+            raise SolverError("HiGHS cannot solve a quadratic objective with integer variables: "
+                              "use solver='scip' or solver='gurobi'")
+        sign = 1.0 if sense == "min" else -1.0
+        if not QuadTerms(quad.rows, quad.cols, sign * quad.vals).is_convex_min(self.n_cols):
+            kind = "convex" if sense == "min" else "concave"
+            raise SolverError(f"HiGHS needs a {kind} quadratic objective for a {sense}imisation: "
+                              "use solver='scip' or solver='gurobi' for nonconvex objectives")
+        # HiGHS minimises cᵀx + ½ xᵀQx with the lower triangle of Q stored column-wise
+        q = sp.tril(2.0 * symmetric_matrix(quad, self.n_cols)).tocsc()
+        q.sort_indices()
+        self.h.passHessian(self.n_cols, q.nnz, _TRIANGULAR, q.indptr.astype(np.int32),
+                           q.indices.astype(np.int32), q.data.astype(np.float64))
+        self.has_hessian = True
+
+    def set_objective(self, c: np.ndarray, c0: float, sense: str, quad: QuadTerms | None) -> None:
+        n = self.n_cols
+        self.h.changeObjectiveSense(highspy.ObjSense.kMinimize if sense == "min" else highspy.ObjSense.kMaximize)
+        self.h.changeColsCost(n, np.arange(n, dtype=np.int32), _inf(c))
+        self.h.changeObjectiveOffset(float(c0))
+        self.sense = sense
+        if quad is not None and len(quad):
+            self._pass_hessian(quad, sense)
+        elif self.has_hessian:
+            self.h.passHessian(n, 0, _TRIANGULAR, np.zeros(n + 1, np.int32), np.zeros(0, np.int32), np.zeros(0))
+            self.has_hessian = False
+
+    def add_columns(self, lo: np.ndarray, hi: np.ndarray, integrality: np.ndarray) -> None:
+        k = len(lo)
+        if k == 0:
+            return
+        self.h.addCols(k, np.zeros(k), _inf(lo), _inf(hi), 0, np.zeros(0, np.int32),
+                       np.zeros(0, np.int32), np.zeros(0))
+        if integrality.any():
+            cols = np.arange(self.n_cols, self.n_cols + k, dtype=np.int32)
+            self.h.changeColsIntegrality(k, cols, integrality.astype(np.uint8))
+            self.is_mip = True
+        self.n_cols += k
+
+    def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
+              on_incumbent: IncumbentCallback | None = None) -> Outcome:
+        h, sense = self.h, self.sense
+        h.setOptionValue("time_limit", float(time_limit) if time_limit is not None else highspy.kHighsInf)
+        stop = EarlyStop(self.index, sense, stop_bound, on_incumbent)
+
+        def improving(e) -> None:
+            d = e.data_out
+            if stop.incumbent(d.mip_solution, d.objective_function_value, d.mip_dual_bound):
+                e.interrupt()
+
+        def interrupt(e) -> None:
+            if stop.stopped or stop.check_bound(safe_bound(e.data_out.mip_dual_bound, sense)):
+                e.interrupt()
+
+        subscribed = []
+        if self.is_mip and on_incumbent is not None:
+            h.cbMipImprovingSolution.subscribe(improving)
+            subscribed.append((h.cbMipImprovingSolution, improving))
+        if self.is_mip and (stop_bound is not None or on_incumbent is not None):
+            # e.interrupt() inside cbMipImprovingSolution is not honoured by HiGHS 1.15:
+            # the stop flag is acted on at the next interrupt poll
+            h.cbMipInterrupt.subscribe(interrupt)
+            subscribed.append((h.cbMipInterrupt, interrupt))
+        timer = Timer()
+        try:
+            h.run()
+        finally:
+            for event, fn in subscribed:
+                event.unsubscribe(fn)
+        seconds = timer()
+        stop.reraise()
+        outcome = self._outcome(seconds, stop)
+        if not self.is_mip and on_incumbent is not None and outcome.has_solution:
+            x = outcome._x
+            stop.incumbent(x, outcome.value, outcome.bound)
+            stop.reraise()
+        return outcome
+
+    def _outcome(self, seconds: float, stop: EarlyStop) -> Outcome:
+        h, sense = self.h, self.sense
+        ms = h.getModelStatus()
+        S = highspy.HighsModelStatus
+        info = h.getInfo()
+        has_x = info.primal_solution_status == _SOLUTION_FEASIBLE
+        value = float(info.objective_function_value) if has_x else None
+        x = np.asarray(h.getSolution().col_value, dtype=np.float64) if has_x else None
+        gap = nodes = None
+        if self.is_mip:
+            dual = safe_bound(info.mip_dual_bound, sense)
+            gap, nodes = finite_or_none(info.mip_gap), int(info.mip_node_count)
+        elif ms == S.kOptimal:
+            dual = safe_bound(float(info.objective_function_value), sense)
+        else:
+            dual = nothing_proven(sense)
+        message = h.modelStatusToString(ms)
+        if ms == S.kOptimal:
+            status = "optimal"
+        elif ms == S.kInfeasible:
+            status, dual, value, x = "infeasible", infeasible_bound(sense), None, None
+        elif ms == S.kUnbounded:
+            status, dual = "unbounded", nothing_proven(sense)
+        elif ms == S.kUnboundedOrInfeasible:
+            return self._disambiguate(seconds)
+        elif ms == S.kTimeLimit:
+            status = "time_limit"
+        elif ms == S.kInterrupt or stop.stopped:
+            status, message = "interrupted", stop.reason or message
+            if stop.stop_x is not None:  # report the incumbent that triggered the stop
+                x, value = stop.stop_x, float(stop.stop_value)
+        elif ms in (S.kIterationLimit, S.kSolutionLimit, S.kObjectiveBound, S.kObjectiveTarget):
+            status = "interrupted"
+        else:
+            status, dual = "error", nothing_proven(sense)
+        if status == "error":
+            log.warning("HiGHS ended with model status %s", message)
+        return Outcome(status=status, sense=sense, bound=dual, value=value, seconds=seconds,
+                       solver=self.name, gap=gap, nodes=nodes, message=message,
+                       _x=x, _index=self.index if x is not None else None)
+
+    def _disambiguate(self, seconds: float) -> Outcome:
+        """Presolve said 'unbounded or infeasible': re-solve without presolve to tell which."""
+        h = self.h
+        _, presolve = h.getOptionValue("presolve")
+        h.setOptionValue("presolve", "off")
+        timer = Timer()
+        try:
+            h.run()
+        finally:
+            h.setOptionValue("presolve", presolve)
+        ms = h.getModelStatus()
+        if ms == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+            return Outcome(status="unbounded", sense=self.sense, bound=nothing_proven(self.sense),
+                           value=None, seconds=seconds + timer(), solver=self.name,
+                           message="unbounded or infeasible (HiGHS could not tell which)")
+        out = self._outcome(seconds + timer(), EarlyStop(self.index, self.sense, None, None))
+        return out
+
+
+BACKEND = HighsBackend

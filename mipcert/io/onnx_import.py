@@ -43,7 +43,7 @@ def load_onnx(path: str | os.PathLike, check: bool = True) -> Network:
     path = Path(path)
     model = _read_model(path)
     try:
-        net = _Importer(model.graph, path.name).run()
+        net = _Importer(model.graph, path.name).run(_declared_shape(model))
     except MipcertError as exc:
         msg = str(exc)
         raise type(exc)(msg if str(path) in msg else f"{path}: {msg}") from exc
@@ -68,6 +68,16 @@ def _read_model(path: Path):
             f"{path} is not a valid ONNX model ({type(exc).__name__}: {str(exc).strip()[:300]}); "
             "the file may be truncated or corrupt: export or download it again") from exc
     return model
+
+
+def _declared_shape(model) -> tuple[int, ...] | None:
+    """The logical input shape mipcert's own exporter records in the doc string."""
+    if model.producer_name == "mipcert" and model.doc_string.startswith("input_shape=["):
+        try:
+            return tuple(int(v) for v in model.doc_string[13:].split("]")[0].split(",") if v.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def _attrs(node) -> dict:
@@ -157,6 +167,9 @@ class _Importer:
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense):  # fold x -> s * (W x + b) + c into the Dense
             self.layers[-1] = Dense(scale[:, None] * last.W, scale * last.b + shift)
+        elif isinstance(last, Affine):  # s * (s0 x + c0) + c
+            s0, c0 = last._full(scale.size)
+            self.layers[-1] = Affine(scale * s0, scale * c0 + shift)
         else:
             self._emit(node, Affine(scale, shift))
 
@@ -171,7 +184,7 @@ class _Importer:
         self._advance(node, out_shape)
 
     # ------------------------------------------------------------------ main loop
-    def run(self) -> Network:
+    def run(self, declared_shape: tuple[int, ...] | None = None) -> Network:
         for node in self.graph.node:
             op = node.op_type
             if node.domain not in ("", "ai.onnx"):
@@ -199,6 +212,8 @@ class _Importer:
                 f"(which ends at {self.tip!r}); only single-chain networks are supported")
         if not self.layers:
             self.layers, self.names = [Reshape(self.input_shape)], ["identity"]
+        if declared_shape and int(np.prod(declared_shape)) == int(np.prod(self.input_shape)):
+            self.input_shape = declared_shape
         return Network(self.layers, self.input_shape, names=self.names)
 
     def _unsupported(self, node) -> UnsupportedError:

@@ -176,7 +176,11 @@ class _Importer:
     def _emit_linear(self, node, f) -> None:
         """Emit ``Dense`` for an affine ``f`` on tensors with a leading probe axis."""
         n = int(np.prod(self.shape))
-        y0 = np.asarray(f(np.zeros((1, *self.shape))), dtype=np.float64)
+        try:
+            y0 = np.asarray(f(np.zeros((1, *self.shape))), dtype=np.float64)
+        except ValueError as exc:
+            raise ModelFileError(f"{self._where(node)}: the operand shapes do not fit the input "
+                                 f"of shape {self.shape} ({exc})") from None
         out_shape = y0.shape[1:]
         check_dense_size(int(np.prod(out_shape)), n, self._where(node))
         ys = np.asarray(f(np.eye(n).reshape(n, *self.shape)), dtype=np.float64) - y0

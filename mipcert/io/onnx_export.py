@@ -47,9 +47,9 @@ def network_to_onnx(network: Network):
         elif isinstance(layer, Reshape):
             nodes.append(helper.make_node("Flatten", [cur], [out], name=name, axis=1))
         elif isinstance(layer, Affine):
-            A, c = layer.as_affine(size)
+            scale, c = (np.broadcast_to(v, (size,)) for v in (layer.scale, layer.shift))
             mid = f"{name}_scaled"
-            nodes.append(helper.make_node("Mul", [cur, const(f"{name}_scale", np.diag(A))], [mid],
+            nodes.append(helper.make_node("Mul", [cur, const(f"{name}_scale", scale)], [mid],
                                           name=name))
             nodes.append(helper.make_node("Add", [mid, const(f"{name}_shift", c)], [out],
                                           name=f"{name}_add"))

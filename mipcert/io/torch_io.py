@@ -143,8 +143,8 @@ def to_torch(network: Network, dtype=None):
         if isinstance(layer, Reshape):
             continue
         if isinstance(layer, Affine):
-            A, c = layer.as_affine(size)
-            s = np.diag(A)
+            s = np.broadcast_to(layer.scale, (size,)).astype(np.float64)
+            c = np.broadcast_to(layer.shift, (size,)).astype(np.float64)
             if pending is not None:
                 pending = (pending[0], s * pending[1], s * pending[2] + c)
             else:

@@ -172,6 +172,7 @@ def parse_vnnlib(path_or_text, n_inputs: int | None = None, n_outputs: int | Non
             log.warning("%s: a disjunct has no output constraint: every input in its box is "
                         "unsafe", label)
             C, d = np.zeros((1, ny)), np.zeros(1)
+        tlo, thi = tlo + 0.0, thi + 0.0  # -0.0 → 0.0 so equal boxes group together
         key = (tlo.tobytes(), thi.tobytes())
         groups.setdefault(key, (tlo, thi, []))[2].append(Clause(C, d))
     if not groups:

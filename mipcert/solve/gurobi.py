@@ -80,6 +80,14 @@ def _licence_error(n_vars: int, n_cons: int, quadratic: bool) -> SolverLicenseEr
         "GRB_LICENSE_FILE at it")
 
 
+def _attr(m, name: str) -> float | None:
+    """A model attribute, or None where Gurobi has none for this status."""
+    try:
+        return float(getattr(m, name))
+    except (AttributeError, gp.GurobiError):
+        return None
+
+
 _STATUS = {}
 if gp is not None:
     _STATUS = {GRB.OPTIMAL: "optimal", GRB.INFEASIBLE: "infeasible", GRB.UNBOUNDED: "unbounded",
@@ -205,12 +213,15 @@ class GurobiBackend(Backend):
         status = _STATUS.get(st, "error")
         x = value = None
         if m.SolCount > 0:
-            x = np.asarray(self.x.X, dtype=np.float64)
-            value = float(m.ObjVal)
+            try:
+                x = np.asarray(self.x.X, dtype=np.float64)
+                value = float(m.ObjVal)
+            except (AttributeError, gp.GurobiError):
+                x = value = None
         if mip_like:
-            dual = safe_bound(float(m.ObjBound), sense) if status != "infeasible" else None
+            dual = safe_bound(_attr(m, "ObjBound"), sense) if status != "infeasible" else None
         else:
-            dual = safe_bound(float(m.ObjVal), sense) if status == "optimal" else nothing_proven(sense)
+            dual = safe_bound(_attr(m, "ObjVal"), sense) if status == "optimal" else nothing_proven(sense)
         message = f"gurobi status {st}"
         if status == "infeasible":
             dual, x, value = infeasible_bound(sense), None, None
@@ -226,8 +237,9 @@ class GurobiBackend(Backend):
         elif status == "error":
             dual = nothing_proven(sense)
             log.warning("Gurobi ended with status %s", st)
-        gap = finite_or_none(m.MIPGap) if mip_like and x is not None else None
-        nodes = int(m.NodeCount) if mip_like else None
+        gap = finite_or_none(_attr(m, "MIPGap")) if mip_like and x is not None else None
+        nodes = _attr(m, "NodeCount") if mip_like else None
+        nodes = None if nodes is None else int(nodes)
         return Outcome(status=status, sense=sense, bound=dual, value=value, seconds=seconds,
                        solver=self.name, gap=gap, nodes=nodes, message=message,
                        _x=x, _index=self.index if x is not None else None)

@@ -1,0 +1,68 @@
+"""PersistentSolver: one solver model, several objectives, same answers as fresh solves."""
+from __future__ import annotations
+
+import pyomo.environ as pe
+import pytest
+
+from solve_models import TOL, knapsack, lp_model
+from mipcert.errors import SolverError
+from mipcert.solve import PersistentSolver, solve
+
+
+def _objectives(m):
+    return [(m.x[0] + 2 * m.x[1] - m.x[3], "max"),
+            (3 * m.x[2] - m.x[4] + 1.5, "min"),
+            (sum(m.x[i] for i in m.I), "max")]
+
+
+def test_three_objectives_match_fresh_solves(solver):
+    m = knapsack()
+    ps = PersistentSolver(m, solver)
+    for k, (expr, sense) in enumerate(_objectives(m)):
+        ps.set_objective(expr, sense)
+        again = ps.solve()
+        fm = knapsack()
+        fm.obj.deactivate()
+        fm.obj2 = pe.Objective(expr=_objectives(fm)[k][0], sense=pe.maximize if sense == "max" else pe.minimize)
+        fresh = solve(fm, solver)
+        assert again.status == fresh.status == "optimal"
+        assert again.sense == sense
+        assert again.bound == pytest.approx(fresh.bound, abs=TOL)
+        assert again.value == pytest.approx(fresh.value, abs=TOL)
+
+
+def test_model_without_objective_needs_set_objective(solver):
+    m = lp_model()
+    m.obj.deactivate()
+    ps = PersistentSolver(m, solver)
+    with pytest.raises(SolverError, match="set_objective"):
+        ps.solve()
+    ps.set_objective(m.x + m.y, "max")
+    out = ps.solve()
+    assert out.bound == pytest.approx(4.0, abs=TOL)
+
+
+def test_objective_over_a_new_variable(solver):
+    m = lp_model()
+    m.free = pe.Var(bounds=(-2, 7), domain=pe.Integers)  # in no constraint
+    ps = PersistentSolver(m, solver)
+    ps.set_objective(m.x + m.free, "max")
+    out = ps.solve()
+    assert out.bound == pytest.approx(10.0, abs=TOL)
+    assert out.values([m.free])[0] == pytest.approx(7.0)
+    ps.set_objective(m.y, "min")
+    assert ps.solve().bound == pytest.approx(0.0, abs=TOL)
+
+
+def test_persistent_time_limit_and_stop_bound(solver):
+    m = knapsack()
+    ps = PersistentSolver(m, solver)
+    out = ps.solve(time_limit=5, stop_bound=100.0)  # max: optimum 23 < 100 is proven at once
+    assert out.bound < 100.0 and out.status in ("interrupted", "optimal")
+    assert ps.solve().bound == pytest.approx(23.0, abs=TOL)
+
+
+def test_bad_sense():
+    ps = PersistentSolver(lp_model())
+    with pytest.raises(SolverError, match="sense"):
+        ps.set_objective(ps.model.x, "maximise")

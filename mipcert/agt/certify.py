@@ -67,6 +67,8 @@ def regression_certificates(lower, upper, nominal, run, X, y, device="cpu") -> d
     """Bounds on the test MSE over the box (squared loss, one output)."""
     zl, zu = logit_bounds(lower, upper, run.layers, X, device)
     zl, zu = zl[:, 0], zu[:, 0]
+    bad = ~(np.isfinite(zl) & np.isfinite(zu))  # overflowed bounds: vacuous
+    zl, zu = np.where(bad, -np.inf, zl), np.where(bad, np.inf, zu)
     y = np.asarray(y, dtype=np.float64)
     z_nom = ref.logits(nominal, run.layers, X)[:, 0]
     far = np.maximum((zl - y) ** 2, (zu - y) ** 2)

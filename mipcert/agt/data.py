@@ -133,8 +133,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if cfg.labels == "value":
         yv = np.asarray(y, dtype=np.float64)
         if cfg.scale_y:
-            mu, sd = yv[tr].mean(), yv[tr].std() or 1.0
-            yv = (yv - mu) / sd
+            y_mu, y_sd = yv[tr].mean(), yv[tr].std() or 1.0
+            yv = (yv - y_mu) / y_sd
         n_classes = None
     else:
         classes = np.unique(y)

@@ -25,7 +25,7 @@ from ..bounds import interval as iv
 from ..errors import InputError
 from . import aggregate as agg
 from .instance import PerturbationConfig
-from .propagate import LabelChange, gradient_bounds
+from .propagate import LabelChange, gradient_blocks
 from .run import TrainingRun
 
 log = logging.getLogger(__name__)
@@ -59,29 +59,36 @@ def check_budget(run: TrainingRun, pert: PerturbationConfig) -> None:
         raise InputError("k, eps and nu must be >= 0")
 
 
-def _step_bounds(lo, hi, run, Xb, yb, pert: PerturbationConfig):
-    """Descent-direction bounds ``(d_l, d_u, scale)`` for one batch."""
-    zero = pert.is_zero
-    if pert.kind in ("bounded", "label_flip") and not zero:
-        change = LabelChange(flip=pert.flips, nu=pert.nu)
-        Gl, Gu, Pl, Pu = gradient_bounds(lo, hi, run.layers, Xb, yb, run.loss, run.clip,
-                                         eps=pert.eps, change=change, n_classes=run.n_classes)
-        Pl, Pu = torch.minimum(Pl, Gl), torch.maximum(Pu, Gu)
-        dl, du = agg.bounded(Gl, Gu, Pl, Pu, pert.k)
-        mag = (Pl.abs() + Pu.abs()).sum(0) / Gl.shape[0]
-        return dl, du, mag
-    Gl, Gu, _, _ = gradient_bounds(lo, hi, run.layers, Xb, yb, run.loss, run.clip,
-                                   n_classes=run.n_classes)
-    if zero:
-        dl, du = agg.nominal(Gl, Gu)
-        return dl, du, None
+def _aggregate_block(g, p, pert: PerturbationConfig, gamma):
+    (gl, gu) = g
+    if pert.is_zero:
+        return agg.nominal(gl, gu)
+    if pert.kind in ("bounded", "label_flip"):
+        return agg.bounded(gl, gu, torch.minimum(p[0], gl), torch.maximum(p[1], gu), pert.k)
     if pert.kind == "removal":
-        dl, du = agg.removal(Gl, Gu, pert.k)
-    elif pert.kind == "substitution":
-        dl, du = agg.substitution(Gl, Gu, pert.k, run.clip)
-    else:
-        raise InputError(f"unknown perturbation kind {pert.kind!r}")
-    mag = (Gl.abs() + Gu.abs()).sum(0) / Gl.shape[0] + pert.k * (run.clip or 0.0)
+        return agg.removal(gl, gu, pert.k)
+    if pert.kind == "substitution":
+        return agg.substitution(gl, gu, pert.k, gamma)
+    raise InputError(f"unknown perturbation kind {pert.kind!r}")
+
+
+def _step_bounds(lo, hi, run, Xb, yb, pert: PerturbationConfig):
+    """Descent-direction bounds ``(d_l, d_u, mag)`` for one batch (``(P,)`` each), with
+    ``mag`` a bound on ``mean_i |g_i|`` (None for a zero perturbation)."""
+    change = None
+    eps = 0.0
+    if pert.kind in ("bounded", "label_flip") and not pert.is_zero:
+        change, eps = LabelChange(flip=pert.flips, nu=pert.nu), pert.eps
+    clean, pois, mag = gradient_blocks(lo, hi, run.layers, Xb, yb, run.loss, run.clip,
+                                       eps=eps, change=change, n_classes=run.n_classes)
+    pois = pois or [None] * len(clean)
+    parts = [_aggregate_block(g, p, pert, run.clip) for g, p in zip(clean, pois)]
+    dl = torch.cat([d[0] for d in parts])
+    du = torch.cat([d[1] for d in parts])
+    if pert.is_zero:
+        return dl, du, None
+    b = Xb.shape[0]
+    mag = mag / b + pert.k * (run.clip or 0.0)
     return dl, du, mag
 
 

@@ -105,26 +105,41 @@ def delta_bounds(zl: Tensor, zu: Tensor, y: Tensor, loss: str, change: LabelChan
     raise InputError(f"unknown loss {loss!r}")
 
 
-def backward_bounds(params, hs, inputs, dl: Tensor, du: Tensor) -> tuple[Tensor, Tensor]:
-    """Interval backward pass (paper eqs. 23-26): per-sample ``[G_l, G_u]``, ``(n, P)``."""
+def backward_bounds(params, hs, inputs, dl: Tensor, du: Tensor,
+                    deltas: list | None = None) -> list[tuple[Tensor, Tensor]]:
+    """Interval backward pass (paper eqs. 23-26): per-sample bounds as blocks in flattening
+    order (``dW_0`` as ``(n, out*in)``, ``db_0`` as ``(n, out)``, ``dW_1``, ...).
+    ``deltas``, when given, receives the ``delta_l`` bounds (layer order)."""
     n = dl.shape[0]
-    parts_l: list[Tensor] = []
-    parts_u: list[Tensor] = []
+    blocks: list[tuple[Tensor, Tensor]] = []
     for l in range(len(params) - 1, -1, -1):
+        if deltas is not None:
+            deltas.insert(0, (dl, du))
         Wl, Wu, bl, _ = params[l]
         al, au = inputs[l]
-        gl, gu = iv.mul(dl.unsqueeze(2), du.unsqueeze(2), al.unsqueeze(1),
-                        None if au is None else au.unsqueeze(1))
-        blk_l, blk_u = [gl.reshape(n, -1)], [gu.reshape(n, -1)]
+        gl, gu = iv.outer(dl, du, al, au, nonneg=l > 0)
+        blk = [(gl.reshape(n, -1), gu.reshape(n, -1))]
         if bl is not None:
-            blk_l.append(dl)
-            blk_u.append(du)
-        parts_l, parts_u = blk_l + parts_l, blk_u + parts_u
+            blk.append((dl, du))
+        blocks = blk + blocks
         if l > 0:
             pl, pu = iv.matmul(dl, du, Wl, Wu)
             sl, su = iv.heaviside(*hs[l - 1])
             dl, du = iv.mul_heaviside(pl, pu, sl, su)
-    return torch.cat(parts_l, dim=1), torch.cat(parts_u, dim=1)
+    return blocks
+
+
+def magnitude_bound(inputs, deltas, params) -> Tensor:
+    """Cheap ``(P,)`` upper bound of ``sum_i |g_i|`` (used to scale the outward widening):
+    ``|dW| <= max|delta| max|a|`` summed over samples is a matmul."""
+    parts = []
+    for (al, au), (dl, du), p in zip(inputs, deltas, params):
+        am = al.abs() if au is None else torch.maximum(al.abs(), au.abs())
+        dm = torch.maximum(dl.abs(), du.abs())
+        parts.append((dm.T @ am).reshape(-1))
+        if p[2] is not None:
+            parts.append(dm.sum(0))
+    return torch.cat(parts)
 
 
 def _repeat(pairs, times: int):
@@ -132,14 +147,16 @@ def _repeat(pairs, times: int):
             for p in pairs]
 
 
-def gradient_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tensor, y: Tensor,
+def gradient_blocks(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tensor, y: Tensor,
                     loss: str, clip: float | None = None, eps: float = 0.0,
                     change: LabelChange | None = None, n_classes: int | None = None):
-    """Clean per-sample gradient bounds ``[G_l, G_u]`` and, when ``eps > 0`` or ``change``
-    is given, the bounds ``[Gp_l, Gp_u]`` for the same samples perturbed (features within
-    ``eps`` in the inf-norm *and* labels changed: both at once). Shapes ``(n, P)``.
+    """Clean per-sample gradient bounds and, when ``eps > 0`` or ``change`` is given, the
+    bounds for the same samples perturbed (features within ``eps`` in the inf-norm *and*
+    labels changed: both at once), as blocks in flattening order.
 
-    Returns ``(Gl, Gu, Gpl, Gpu)``; the last two are None without a perturbation.
+    Returns ``(clean, poisoned, mag)``: lists of ``(lo, hi)`` pairs of shape
+    ``(n, p_block)`` (``poisoned`` is None without a perturbation; clipping at ``clip`` is
+    applied) and a ``(P,)`` bound on ``sum_i |g_i|`` over all of them (:func:`magnitude_bound`).
     """
     params = split_params(lo, hi, layers)
     n = X.shape[0]
@@ -152,9 +169,10 @@ def gradient_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Ten
     clean = LabelChange()
     if not poisoned:
         dl, du = delta_bounds(zl, zu, y, loss, clean, n_classes)
-        Gl, Gu = backward_bounds(params, hs, inputs, dl, du)
-        Gl, Gu = iv.clip(Gl, Gu, clip)
-        return Gl, Gu, None, None
+        deltas: list = []
+        blocks = backward_bounds(params, hs, inputs, dl, du, deltas)
+        return ([iv.clip(g0, g1, clip) for g0, g1 in blocks], None,
+                magnitude_bound(inputs, deltas, params))
     change = change or clean
     if eps > 0:
         d0 = delta_bounds(zl[:n], zu[:n], y, loss, clean, n_classes)
@@ -163,7 +181,22 @@ def gradient_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Ten
         d0 = delta_bounds(zl, zu, y, loss, clean, n_classes)
         d1 = delta_bounds(zl, zu, y, loss, change, n_classes)
         hs, inputs = _repeat(hs, 2), _repeat(inputs, 2)
-    Gl, Gu = backward_bounds(params, hs, inputs, torch.cat([d0[0], d1[0]]),
-                             torch.cat([d0[1], d1[1]]))
-    Gl, Gu = iv.clip(Gl, Gu, clip)
-    return Gl[:n], Gu[:n], Gl[n:], Gu[n:]
+    deltas = []
+    blocks = backward_bounds(params, hs, inputs, torch.cat([d0[0], d1[0]]),
+                             torch.cat([d0[1], d1[1]]), deltas)
+    mag = magnitude_bound(inputs, deltas, params)
+    blocks = [iv.clip(g0, g1, clip) for g0, g1 in blocks]
+    return ([(g0[:n], g1[:n]) for g0, g1 in blocks], [(g0[n:], g1[n:]) for g0, g1 in blocks],
+            mag)
+
+
+def gradient_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tensor, y: Tensor,
+                    loss: str, clip: float | None = None, eps: float = 0.0,
+                    change: LabelChange | None = None, n_classes: int | None = None):
+    """:func:`gradient_blocks` concatenated: ``(Gl, Gu, Gpl, Gpu)``, each ``(n, P)``
+    (the last two None without a perturbation)."""
+    clean, pois, _ = gradient_blocks(lo, hi, layers, X, y, loss, clip, eps, change, n_classes)
+    Gl, Gu = torch.cat([b[0] for b in clean], 1), torch.cat([b[1] for b in clean], 1)
+    if pois is None:
+        return Gl, Gu, None, None
+    return Gl, Gu, torch.cat([b[0] for b in pois], 1), torch.cat([b[1] for b in pois], 1)

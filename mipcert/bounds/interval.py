@@ -79,6 +79,30 @@ def mul(al: Tensor, au: Optional[Tensor], bl: Tensor, bu: Optional[Tensor]):
     return lo, hi
 
 
+def outer(dl: Tensor, du: Tensor, al: Tensor, au: Optional[Tensor], nonneg: bool = False):
+    """Per-sample outer product ``d a^T``: ``d`` ``(n, o)``, ``a`` ``(n, i)`` -> ``(n, o, i)``.
+
+    Exact in real arithmetic. ``a`` a point: midpoint-radius (``dm a +- dr |a|``);
+    ``a >= 0`` (``nonneg``, e.g. after a ReLU): ``lo = dl+ al - dl- au``,
+    ``hi = du+ au - du- al``; otherwise the four end products (:func:`mul`).
+    """
+    d3l, d3u = dl.unsqueeze(2), du.unsqueeze(2)
+    if au is None:
+        a3 = al.unsqueeze(1)
+        if dl is du:
+            c = d3l * a3
+            return c, c
+        dm, dr = mid_rad(d3l, d3u)
+        mid, rad = dm * a3, dr * a3.abs()
+        return mid - rad, mid + rad
+    al3, au3 = al.unsqueeze(1), au.unsqueeze(1)
+    if nonneg:
+        lo = d3l.clamp_min(0.0) * al3 + d3l.clamp_max(0.0) * au3
+        hi = d3u.clamp_min(0.0) * au3 + d3u.clamp_max(0.0) * al3
+        return lo, hi
+    return mul(d3l, d3u, al3, au3)
+
+
 def relu(lo: Tensor, hi: Tensor):
     """``relu`` is monotone: ``[relu(lo), relu(hi)]``."""
     return lo.clamp_min(0.0), hi.clamp_min(0.0)

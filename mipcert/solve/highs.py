@@ -10,6 +10,7 @@ Quadratic constraints are refused (HiGHS has none); a quadratic objective must b
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +30,39 @@ except ImportError:  # pragma: no cover - highspy is a hard dependency
 _ROWWISE = 2           # MatrixFormat.kRowwise
 _TRIANGULAR = 1        # HessianFormat.kTriangular
 _SOLUTION_FEASIBLE = 2  # SolutionStatus.kSolutionStatusFeasible
+
+
+class _Scheduler:
+    """HiGHS runs all instances of a process on one global thread pool, sized at the first
+    solve; an instance asking for another explicit thread count then fails ("Not Set").
+    We resize the pool (resetGlobalScheduler) when no HiGHS solve of this process is running,
+    and otherwise fall back to the current pool with a warning."""
+
+    lock = threading.Lock()
+    threads: int | None = None   # the explicit size the pool was last built with
+    started = False
+    active = 0
+
+    @classmethod
+    def enter(cls, h, want: int | None) -> None:
+        with cls.lock:
+            if want is not None and want != cls.threads:
+                if cls.active == 0:
+                    if cls.started:
+                        highspy.Highs.resetGlobalScheduler(True)
+                    cls.threads = want
+                else:
+                    log.warning("HiGHS threads=%s ignored: another HiGHS solve in this process uses the "
+                                "shared thread pool", want)
+                    want = None
+            h.setOptionValue("threads", int(want) if want is not None else 0)
+            cls.active += 1
+            cls.started = True
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls.lock:
+            cls.active -= 1
 
 
 def require() -> None:
@@ -69,9 +103,6 @@ class HighsBackend(Backend):
     def _set_options(self) -> None:
         h = self.h
         h.setOptionValue("output_flag", bool(self.verbose))
-        if self.threads is not None:
-            if h.setOptionValue("threads", int(self.threads)) != highspy.HighsStatus.kOk:
-                log.warning("HiGHS did not accept threads=%s", self.threads)
         for key, val in self.options.items():
             if h.setOptionValue(str(key), val) == highspy.HighsStatus.kError:
                 raise SolverError(f"HiGHS does not accept option {key}={val!r}: see the HiGHS options list")
@@ -141,9 +172,11 @@ class HighsBackend(Backend):
             h.cbMipInterrupt.subscribe(interrupt)
             subscribed.append((h.cbMipInterrupt, interrupt))
         timer = Timer()
+        _Scheduler.enter(h, self.threads)
         try:
             h.run()
         finally:
+            _Scheduler.leave()
             for event, fn in subscribed:
                 event.unsubscribe(fn)
         seconds = timer()
@@ -202,9 +235,11 @@ class HighsBackend(Backend):
         _, presolve = h.getOptionValue("presolve")
         h.setOptionValue("presolve", "off")
         timer = Timer()
+        _Scheduler.enter(h, self.threads)
         try:
             h.run()
         finally:
+            _Scheduler.leave()
             h.setOptionValue("presolve", presolve)
         ms = h.getModelStatus()
         if ms == highspy.HighsModelStatus.kUnboundedOrInfeasible:

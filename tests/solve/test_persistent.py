@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyomo.environ as pe
 import pytest
 
-from solve_models import TOL, knapsack, lp_model
+from solve_models import QUAD_SOLVERS, TOL, knapsack, lp_model
 from mipcert.errors import SolverError
 from mipcert.solve import PersistentSolver, solve
 
@@ -66,3 +66,20 @@ def test_bad_sense():
     ps = PersistentSolver(lp_model())
     with pytest.raises(SolverError, match="sense"):
         ps.set_objective(ps.model.x, "maximise")
+
+
+@pytest.mark.parametrize("solver", ["highs"] + QUAD_SOLVERS)
+def test_switch_between_quadratic_and_linear_objectives(solver):
+    m = lp_model()
+    ps = PersistentSolver(m, solver)
+    ps.set_objective((m.x - 1) ** 2 + (m.y - 0.5) ** 2 + 2.0, "min")  # feasible centre: 2
+    assert ps.solve().bound == pytest.approx(2.0, abs=1e-5)
+    ps.set_objective(m.x + m.y, "max")
+    assert ps.solve().bound == pytest.approx(4.0, abs=TOL)
+    ps.set_objective(-(m.x ** 2) - m.y ** 2, "max")  # concave: max 0 at the origin
+    assert ps.solve().bound == pytest.approx(0.0, abs=1e-5)
+
+
+def test_highs_threads_can_change_between_solves():
+    for threads in (1, None, 2, 1):
+        assert solve(knapsack(), "highs", threads=threads).bound == pytest.approx(23.0, abs=TOL)

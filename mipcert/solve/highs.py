@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - highspy is a hard dependency
 _ROWWISE = 2           # MatrixFormat.kRowwise
 _TRIANGULAR = 1        # HessianFormat.kTriangular
 _SOLUTION_FEASIBLE = 2  # SolutionStatus.kSolutionStatusFeasible
+#: a model without columns is feasible iff every row's bounds contain 0 within this tolerance
+EMPTY_ROW_TOLERANCE = 1e-9
 
 
 class _Scheduler:
@@ -97,6 +99,9 @@ class HighsBackend(Backend):
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model (passModel failed); run with verbose=True to see why")
         self.has_hessian = False
+        self._c0 = float(sf.c0)
+        self._rows_hold_at_zero = bool(np.all(sf.row_lo <= EMPTY_ROW_TOLERANCE) and
+                                       np.all(sf.row_hi >= -EMPTY_ROW_TOLERANCE))
         if sf.q_obj is not None and len(sf.q_obj):
             self._pass_hessian(sf.q_obj, sf.sense)
 
@@ -128,6 +133,7 @@ class HighsBackend(Backend):
         self.h.changeObjectiveSense(highspy.ObjSense.kMinimize if sense == "min" else highspy.ObjSense.kMaximize)
         self.h.changeColsCost(n, np.arange(n, dtype=np.int32), _inf(c))
         self.h.changeObjectiveOffset(float(c0))
+        self._c0 = float(c0)
         self.sense = sense
         if quad is not None and len(quad):
             self._pass_hessian(quad, sense)
@@ -211,6 +217,11 @@ class HighsBackend(Backend):
             status, dual, value, x = "infeasible", infeasible_bound(sense), None, None
         elif ms == S.kUnbounded:
             status, dual = "unbounded", nothing_proven(sense)
+        elif ms == S.kModelEmpty:  # no columns: the objective is its constant
+            if self._rows_hold_at_zero:
+                status, dual, value, x = "optimal", self._c0, self._c0, np.zeros(0)
+            else:
+                status, dual, value, x = "infeasible", infeasible_bound(sense), None, None
         elif ms == S.kUnboundedOrInfeasible:
             return self._disambiguate(seconds)
         elif ms == S.kTimeLimit:

@@ -153,3 +153,16 @@ def test_outcome_pickles_and_reads_values_by_name(solver):
 
 def test_safety_constant_is_small():
     assert 0 < LP_BOUND_SAFETY <= 1e-6
+
+
+def test_all_variables_fixed(solver):
+    m = pe.ConcreteModel()
+    m.x = pe.Var(bounds=(0, 1))
+    m.x.fix(0.5)
+    m.c = pe.Constraint(expr=m.x <= 1)
+    m.obj = pe.Objective(expr=2 * m.x + 1)
+    out = solve(m, solver)
+    assert out.status == "optimal" and out.bound == pytest.approx(2.0, abs=TOL) and out.bound <= 2.0
+    assert out.values([m.x])[0] == 0.5
+    m.d = pe.Constraint(expr=m.x >= 0.7)  # a violated row without columns
+    assert solve(m, solver).status == "infeasible"

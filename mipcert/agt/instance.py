@@ -264,9 +264,9 @@ def _cross_check(inst: Instance) -> None:
     if p.kind == "bounded" and p.nu > 0 and labels != "value":
         raise InputError("[perturbation] nu bounds changes of real-valued labels; use "
                          "flips = true for classification labels")
-    if p.kind == "bounded" and p.flips and labels == "value":
-        raise InputError("[perturbation] flips applies to classification labels; use nu for "
-                         "regression")
+    if p.flips and labels == "value":
+        raise InputError(f"[perturbation] kind = {p.kind!r} flips classification labels; for "
+                         "real-valued labels use kind = 'bounded' with nu")
     if inst.privacy is not None and p.kind != "substitution":
         raise InputError("[privacy] needs [perturbation] kind = 'substitution' (neighbouring "
                          "data sets differ by substituted points)")

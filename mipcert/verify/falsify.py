@@ -1,0 +1,79 @@
+"""Falsification before any solve: random points, then a PGD attack on the margin (numpy).
+
+The attack minimises one clause margin ``max_r (C_r f(x) - d_r)`` at a time by signed-gradient
+steps projected onto the region's box (FORMULATIONS 5's PGD, on the property's margin instead
+of the loss). A point is only returned after :func:`check_counterexample` confirms it.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def clause_margin_and_grad(network, clause, x):
+    """Margin ``max_r (C_r f(x) - d_r)`` ``(B,)`` and its (sub)gradient ``(B, n)``."""
+    y = network.forward(x)
+    rows = y @ clause.C.T - clause.d  # (B, r)
+    r_star = np.argmax(rows, axis=1)
+    value, grad = network.input_gradient(x, clause.C[r_star])
+    return value - clause.d[r_star], grad
+
+
+def pgd(network, region, clause, starts, steps: int = 60, step_frac: float = 0.25):
+    """PGD on one clause margin from ``starts`` ``(B, n)``; returns the best points and margins."""
+    lo, hi = region.lo, region.hi
+    width = hi - lo
+    x = np.clip(starts, lo, hi)
+    best_x, best_m = x.copy(), np.full(x.shape[0], np.inf)
+    for it in range(steps):
+        m, g = clause_margin_and_grad(network, clause, x)
+        better = m < best_m
+        best_x[better], best_m[better] = x[better], m[better]
+        alpha = step_frac * width * (1.0 - it / steps) + 1e-3 * width
+        x = np.clip(x - alpha * np.sign(g), lo, hi)
+    m = clause.margin(network.forward(x))
+    better = m < best_m
+    best_x[better], best_m[better] = x[better], m[better]
+    return best_x, best_m
+
+
+def falsify(network, region, *, rng: np.random.Generator, n_random: int = 256,
+            restarts: int = 8, steps: int = 60, check=None):
+    """Search ``region`` for an input whose output violates the property.
+
+    ``check(x) -> bool`` confirms a candidate (see :func:`check_counterexample`). Returns the
+    first confirmed ``x`` ``(n,)`` or ``None``.
+    """
+    lo, hi = region.lo, region.hi
+    n = lo.size
+    samples = lo + (hi - lo) * rng.random((n_random, n))
+    samples = np.vstack([samples, (lo + hi)[None] / 2, lo[None], hi[None]])
+    margins = region.margin(network.forward(samples))
+    order = np.argsort(margins)
+    for i in order[:4]:
+        if margins[i] <= 0 and (check is None or check(samples[i])):
+            log.info("falsified by random sampling (margin %.3g)", margins[i])
+            return samples[i]
+    for k, clause in enumerate(region.clauses):
+        cm = clause.margin(network.forward(samples))
+        starts = np.vstack([samples[np.argsort(cm)[: restarts // 2]],
+                            lo + (hi - lo) * rng.random((restarts - restarts // 2, n))])
+        xs, ms = pgd(network, region, clause, starts, steps)
+        for i in np.argsort(ms)[:2]:
+            if ms[i] <= 0 and (check is None or check(xs[i])):
+                log.info("falsified by PGD on clause %d (margin %.3g)", k, ms[i])
+                return xs[i]
+    return None
+
+
+def polish(network, region, x, steps: int = 30):
+    """Push a near-counterexample (e.g. a MILP incumbent) deeper with a short PGD."""
+    best, best_m = None, np.inf
+    for clause in region.clauses:
+        xs, ms = pgd(network, region, clause, np.atleast_2d(x), steps, step_frac=0.02)
+        if ms[0] < best_m:
+            best, best_m = xs[0], ms[0]
+    return best, best_m

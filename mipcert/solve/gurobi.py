@@ -72,10 +72,11 @@ def licence_is_size_limited() -> bool:
 def _licence_error(n_vars: int, n_cons: int, quadratic: bool) -> SolverLicenseError:
     limit = RESTRICTED_MAX_SIZE_QUADRATIC if quadratic else RESTRICTED_MAX_SIZE
     return SolverLicenseError(
-        f"the model has {n_vars} variables and {n_cons} constraints{' (some quadratic)' if quadratic else ''}, "
+        f"the model has {n_vars} variables and {n_cons} constraints{' and quadratic terms' if quadratic else ''}, "
         f"but this Gurobi licence is the size-limited one shipped with pip install gurobipy: it allows at most "
         f"{RESTRICTED_MAX_SIZE} variables and {RESTRICTED_MAX_SIZE} constraints "
-        f"({RESTRICTED_MAX_SIZE_QUADRATIC} when the model has quadratic constraints; limit here {limit}). "
+        f"({RESTRICTED_MAX_SIZE_QUADRATIC} when the model has quadratic constraints or a quadratic objective; "
+        f"limit here {limit}). "
         "Use --solver highs or --solver scip, or install a full or academic licence and point "
         "GRB_LICENSE_FILE at it")
 
@@ -104,10 +105,12 @@ class GurobiBackend(Backend):
                  options: dict | None = None, verbose: bool = False):
         super().__init__(sf, threads=threads, options=options, verbose=verbose)
         n_cons = sf.n_rows
-        limit = RESTRICTED_MAX_SIZE_QUADRATIC if sf.q_rows else RESTRICTED_MAX_SIZE
+        quadratic = sf.is_quadratic
+        limit = RESTRICTED_MAX_SIZE_QUADRATIC if quadratic else RESTRICTED_MAX_SIZE
         if (sf.n_cols > limit or n_cons > limit) and licence_is_size_limited():
-            raise _licence_error(sf.n_cols, n_cons, bool(sf.q_rows))
-        self._counts = (sf.n_cols, n_cons, bool(sf.q_rows))
+            raise _licence_error(sf.n_cols, n_cons, quadratic)
+        self._counts = (sf.n_cols, n_cons, quadratic)
+        self._quad_rows = bool(sf.q_rows)
         m = self.m = gp.Model("mipcert", env=_env())
         m.setParam("OutputFlag", 1 if verbose else 0)
         if threads is not None:
@@ -163,6 +166,8 @@ class GurobiBackend(Backend):
         self.m.setMObjective(Q, np.asarray(c, float), float(c0), x if Q is not None else None,
                              x if Q is not None else None, x, gsense)
         self.sense = sense
+        if Q is not None and hasattr(self, "_counts"):
+            self._counts = (self._counts[0], self._counts[1], True)
 
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None) -> Outcome:
@@ -175,7 +180,7 @@ class GurobiBackend(Backend):
             m.setParam("BestBdStop", GRB.INFINITY if sense == "min" else -GRB.INFINITY)
         stop = EarlyStop(self.index, sense, stop_bound, on_incumbent)
         x = self.x
-        mip_like = self.is_mip or self._counts[2]
+        mip_like = self.is_mip or self._quad_rows
 
         def callback(model, where) -> None:
             if where == GRB.Callback.MIPSOL and on_incumbent is not None:
@@ -190,7 +195,7 @@ class GurobiBackend(Backend):
             m.optimize(callback if (mip_like and on_incumbent is not None) else None)
         except gp.GurobiError as exc:
             if exc.errno == _MODEL_TOO_LARGE:
-                raise _licence_error(*self._counts) from exc
+                raise _licence_error(self.n_cols, self._counts[1], self._counts[2]) from exc
             raise SolverError(f"Gurobi failed: {exc}") from exc
         seconds = timer()
         stop.reraise()

@@ -57,14 +57,23 @@ class QuadTerms:
         """True when xᵀQx (Q the symmetrised matrix, size n) is convex (PSD)."""
         if len(self) == 0:
             return True
-        q = symmetric_matrix(self, n).toarray()
-        used = np.flatnonzero(np.abs(q).sum(axis=0) > 0)
-        sub = q[np.ix_(used, used)]
+        if np.all(self.rows == self.cols):  # separable (e.g. ||w - w0||²): check the diagonal
+            diag = np.zeros(n)
+            np.add.at(diag, self.rows, self.vals)
+            return bool(diag.min() >= 0.0)
+        q = symmetric_matrix(self, n).tocsr()
+        used = np.unique(np.concatenate([self.rows, self.cols]))
+        if len(used) > PSD_CHECK_MAX_DIM:
+            log.debug("quadratic form over %d variables: convexity left to the solver", len(used))
+            return True
+        sub = q[used][:, used].toarray()
         return bool(np.linalg.eigvalsh(sub).min() >= -PSD_TOLERANCE * max(1.0, np.abs(sub).max()))
 
 
 #: eigenvalue tolerance (relative to the largest |entry|) when checking a Hessian is PSD
 PSD_TOLERANCE = 1e-9
+#: above this many variables in a non-separable quadratic form the dense PSD check is skipped
+PSD_CHECK_MAX_DIM = 2000
 
 
 def symmetric_matrix(q: QuadTerms, n: int) -> sp.csc_matrix:

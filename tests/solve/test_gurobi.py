@@ -40,3 +40,15 @@ def test_small_model_solves_under_the_restricted_licence():
 
 def test_unavailable_error_type_is_a_solver_error():
     assert issubclass(SolverUnavailableError, Exception)
+
+
+def test_quadratic_objective_uses_the_smaller_limit():
+    from mipcert.solve.gurobi import licence_is_size_limited
+
+    if "gurobi" not in available_solvers() or not licence_is_size_limited():
+        pytest.skip("needs gurobi with the size-limited licence")
+    m = _big_model(300)
+    m.obj.expr = sum(v * v for v in m.x.values())
+    m.obj.sense = pe.minimize
+    with pytest.raises(SolverLicenseError, match="300 variables and 1 constraints and quadratic terms"):
+        solve(m, "gurobi")

@@ -1,0 +1,371 @@
+"""Compare relaxations on a robustness instance: IBP, CROWN, the LP relaxation and the MILP.
+
+For a test point ``x0`` with label ``y`` and radius ``eps`` the ball is
+``B = [x0 - eps, x0 + eps] ∩ [input_lo, input_hi]`` and the *margin* is
+
+    m* = min over x in B of  min over t != y of  (z_y(x) - z_t(x))
+
+(untargeted classification robustness, FORMULATIONS 2: robust iff ``m* > 0``). Every method
+reports a proven lower bound of ``m*``:
+
+- ``ibp``: interval bounds of every layer, the margin rows folded into the last layer;
+- ``crown``: linear back-substitution over CROWN pre-activation bounds (each layer already
+  intersected with IBP), intersected with the interval bound over those same pre-activation
+  bounds (both are sound, so the max is too). IBP and CROWN run batched over all points of
+  one eps at once; the time of a point is the batch time divided by the number of points;
+- ``lp``: the triangle relaxation (FORMULATIONS 1.2) over the CROWN bounds, minimised once
+  per target class in a persistent solver (objectives swapped), min over the targets;
+- ``milp``: :func:`mipcert.verify.verify` with the Big-M MILP. It stops as soon as the
+  proven bound passes 0, so its bound is a certificate, not the optimum; for ``sat`` it is
+  the margin of its float64-checked witness.
+
+A batched PGD attack (shared by all methods) runs first: a point with a validated
+counterexample is *falsified* for every method. Otherwise a method *certifies* a point when
+its bound is ``> 0`` and leaves it *open* otherwise. A point whose nominal margin is ``<= 0``
+is *misclassified* (not robust at any eps >= 0): it is counted but never certified, and LP /
+MILP are not run on it. A bound ``> 0`` on a falsified or misclassified point would be a
+soundness bug: it is logged as an error and reported as ``conflict``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..spec import robustness_spec
+from .instance import METHODS, RobustnessInstance
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("certified", "falsified", "open", "misclassified", "conflict")
+
+#: PGD settings of the shared attack: steps, random restarts per target class, step fraction
+ATTACK_STEPS, ATTACK_RESTARTS, ATTACK_STEP_FRAC = 40, 1, 0.25
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class MethodResult:
+    """One method on one point: proven lower bound of the margin (``None``: nothing proven)."""
+
+    bound: float | None
+    seconds: float
+    status: str
+    note: str = ""
+
+
+@dataclass
+class PointResult:
+    """One test point at one eps. ``attack_margin``: the smallest margin the attack found
+    (an upper bound of ``m*``); ``counterexample``: ``(n,)`` validated witness or ``None``."""
+
+    index: int
+    label: int
+    predicted: int
+    eps: float
+    nominal_margin: float
+    attack_margin: float
+    attack_seconds: float
+    falsified: bool
+    counterexample: np.ndarray | None = None
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+
+    @property
+    def misclassified(self) -> bool:
+        return self.nominal_margin <= 0
+
+    def to_json(self) -> dict:
+        out = {"index": self.index, "label": self.label, "predicted": self.predicted,
+               "eps": self.eps, "nominal_margin": self.nominal_margin,
+               "attack_margin": _num(self.attack_margin),
+               "attack_seconds": round(self.attack_seconds, 6), "falsified": self.falsified,
+               "misclassified": self.misclassified,
+               "methods": {m: {"bound": _num(r.bound), "seconds": round(r.seconds, 6),
+                               "status": r.status, "note": r.note}
+                           for m, r in self.methods.items()}}
+        if self.counterexample is not None:
+            out["counterexample"] = self.counterexample.tolist()
+        return out
+
+
+@dataclass
+class CompareResult:
+    """All points at all eps, in the order eps-major, point-minor."""
+
+    name: str
+    network: str
+    eps: list[float]
+    methods: list[str]
+    points: list[PointResult]
+    solver: str
+    timeout: float | None
+    seconds: float = 0.0
+
+    def at(self, eps: float) -> list[PointResult]:
+        return [p for p in self.points if p.eps == eps]
+
+    @property
+    def conflicts(self) -> list[tuple[float, int, str]]:
+        """``(eps, index, method)`` of every soundness conflict (should be empty)."""
+        return [(p.eps, p.index, m) for p in self.points for m, r in p.methods.items()
+                if r.status == "conflict"]
+
+    def summary(self) -> list[dict]:
+        """Per eps and method: counts of every status, total and mean seconds."""
+        rows = []
+        for eps in self.eps:
+            pts = self.at(eps)
+            for m in self.methods:
+                rs = [p.methods[m] for p in pts]
+                row = {"eps": eps, "method": m, "points": len(rs)}
+                row.update({s: sum(r.status == s for r in rs) for s in STATUSES})
+                row["seconds"] = round(sum(r.seconds for r in rs), 6)
+                row["mean_seconds"] = round(row["seconds"] / max(len(rs), 1), 6)
+                rows.append(row)
+        return rows
+
+    def rows(self) -> list[dict]:
+        """Flat rows (one per eps, point and method) for CSV."""
+        out = []
+        for p in self.points:
+            for m, r in p.methods.items():
+                out.append({"eps": p.eps, "index": p.index, "label": p.label,
+                            "predicted": p.predicted, "nominal_margin": p.nominal_margin,
+                            "attack_margin": _num(p.attack_margin), "method": m,
+                            "bound": _num(r.bound), "seconds": r.seconds, "status": r.status,
+                            "note": r.note})
+        return out
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "network": self.network, "eps": self.eps,
+                "methods": self.methods, "solver": self.solver, "timeout": self.timeout,
+                "seconds": round(self.seconds, 4),
+                "timing": "ibp/crown: batch time / number of points; lp: its solves plus the "
+                          "crown share; milp: the verifier's own time",
+                "summary": self.summary(), "conflicts": [list(c) for c in self.conflicts],
+                "points": [p.to_json() for p in self.points]}
+
+
+def _num(v):
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def margin_matrix(labels: np.ndarray, m: int) -> np.ndarray:
+    """``C`` ``(n, m - 1, m)`` with rows ``e_y - e_t`` for every ``t != y`` (targets ascending)."""
+    n = len(labels)
+    C = np.zeros((n, m - 1, m))
+    for i, y in enumerate(labels):
+        for r, t in enumerate([t for t in range(m) if t != y]):
+            C[i, r, y], C[i, r, t] = 1.0, -1.0
+    return C
+
+
+def true_margins(network, X: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``min_{t != y} z_y(x) - z_t(x)`` in float64 for ``X`` ``(n, d)`` → ``(n,)``."""
+    z = network.forward(np.atleast_2d(X))
+    zy = z[np.arange(len(z)), labels]
+    other = z.copy()
+    other[np.arange(len(z)), labels] = -np.inf
+    return zy - other.max(axis=1)
+
+
+def batched_attack(network, X0, labels, lo, hi, rng, steps: int = ATTACK_STEPS,
+                   restarts: int = ATTACK_RESTARTS) -> tuple[np.ndarray, np.ndarray]:
+    """PGD on every targeted margin ``z_y - z_t`` of every point at once (signed gradients,
+    projected on each point's box). ``X0, lo, hi``: ``(n, d)``. Returns the best points
+    ``(n, d)`` and their untargeted margins ``(n,)`` (upper bounds of ``m*``)."""
+    n, d = X0.shape
+    m = network.output_size
+    C = margin_matrix(labels, m)                                  # (n, m-1, m)
+    starts = [X0] + [lo + (hi - lo) * rng.random((n, d)) for _ in range(restarts)]
+    x = np.concatenate([np.repeat(s, m - 1, axis=0) for s in starts])   # (S n (m-1), d)
+    owner = np.tile(np.repeat(np.arange(n), m - 1), len(starts))
+    c = np.tile(C.reshape(n * (m - 1), m), (len(starts), 1))
+    rlo, rhi = lo[owner], hi[owner]
+    width = rhi - rlo
+    best_x, best_m = X0.copy(), true_margins(network, X0, labels)
+    for it in range(steps + 1):
+        margins = true_margins(network, x, labels[owner])
+        for i in np.flatnonzero(margins < best_m[owner]):   # few rows improve per step
+            if margins[i] < best_m[owner[i]]:
+                best_m[owner[i]], best_x[owner[i]] = margins[i], x[i]
+        if it == steps:
+            break
+        _, g = network.input_gradient(x, c)
+        alpha = ATTACK_STEP_FRAC * width * (1.0 - it / steps) + 1e-3 * width
+        x = np.clip(x - alpha * np.sign(g), rlo, rhi)
+    return best_x, best_m
+
+
+def _status(bound: float | None, broken: bool, misclassified: bool = False) -> str:
+    certified = bound is not None and bound > 0
+    if broken or misclassified:
+        return "conflict" if certified else ("misclassified" if misclassified else "falsified")
+    return "certified" if certified else "open"
+
+
+def _batch_bounds(network, lo, hi, labels, method: str):
+    """Margin lower bounds ``(n,)`` of ``method`` for all boxes, the CROWN pre-activation
+    bounds (list of ``(l, u)`` numpy ``(n, n_l)``, or ``None`` for IBP) and the seconds."""
+    import torch
+
+    from ..bounds import batch_pre_bounds
+    from ..bounds.propagate import linear_lower_bound
+
+    start = time.perf_counter()
+    stack = network.affine_relu_stack()
+    C = margin_matrix(labels, network.output_size)
+    d = np.zeros(C.shape[:2])
+    pre, lo_t, hi_t = batch_pre_bounds(network, lo, hi, method, device="cpu")
+    with torch.no_grad():
+        lb = linear_lower_bound(stack, pre, lo_t, hi_t, C, d, method)
+        if method == "crown":  # intersect with the interval bound over the same bounds
+            lb = torch.maximum(lb, linear_lower_bound(stack, pre, lo_t, hi_t, C, d, "ibp"))
+    bound = lb.min(dim=1).values.cpu().numpy()
+    pre_np = [(l.cpu().numpy(), u.cpu().numpy()) for l, u in pre] if method == "crown" else None
+    return bound, pre_np, time.perf_counter() - start
+
+
+def lp_margin_bound(network, bounds, region, solver: str = "highs", threads: int | None = 1,
+                    time_limit: float | None = None) -> float:
+    """Proven lower bound of ``min_k`` clause margin over the triangle LP: one persistent
+    model, one solve per clause (target class). ``-inf`` when a solve proves nothing."""
+    from ..encode import build_margin_model
+    from ..relaxation import Relaxation
+    from ..solve import PersistentSolver
+
+    model, margins = build_margin_model(network, bounds, region, Relaxation.LP)
+    engine = PersistentSolver(model, solver, threads=threads)
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    best = math.inf
+    for expr in margins:
+        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        engine.set_objective(expr, sense="min")
+        best = min(best, engine.solve(time_limit=left).bound)
+    return best
+
+
+def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float = 0.0,
+            input_hi: float = 1.0, solver: str = "highs", timeout: float | None = 30.0,
+            threads: int | None = 1, seed: int = 0, reference=None, name: str = "compare",
+            network_name: str = "", progress: Progress | None = None) -> CompareResult:
+    """Run every method on every point ``X`` ``(n, d)`` / ``labels`` ``(n,)`` at every eps.
+
+    ``timeout``: seconds per LP (all its targets) and per MILP, for one point at one eps.
+    ``reference(x (B, d)) -> z (B, m)``: an independent forward pass (onnxruntime) a
+    counterexample must also fail. ``progress(done, total, text)`` is called after each
+    point. See the module docstring for the meaning of every number.
+    """
+    from ..bounds import Bounds
+    from .verifier import _Witness, verify
+
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    methods = [m for m in METHODS if m in set(methods)]
+    if len(X) != len(labels) or X.shape[1] != network.input_size:
+        raise InputError(f"{len(X)} points of {X.shape[1]} values with {len(labels)} labels do "
+                         f"not fit a network with {network.input_size} inputs")
+    if labels.min() < 0 or labels.max() >= network.output_size:
+        raise InputError(f"labels must be class indices in [0, {network.output_size})")
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    relus = [blk.relu for blk in network.affine_relu_stack()]
+    nominal = true_margins(network, X, labels)
+    predicted = network.forward(X).argmax(axis=1)
+    n, total, done = len(X), len(X) * len(eps_values), 0
+    points: list[PointResult] = []
+    for eps in eps_values:
+        lo, hi = np.clip(X - eps, input_lo, input_hi), np.clip(X + eps, input_lo, input_hi)
+        t0 = time.perf_counter()
+        best_x, best_m = batched_attack(network, X, labels, lo, hi, rng)
+        t_attack = (time.perf_counter() - t0) / n
+        batch = {m: _batch_bounds(network, lo, hi, labels, m)
+                 for m in ("ibp", "crown") if m in methods or (m == "crown" and "lp" in methods)}
+        for i in range(n):
+            spec = robustness_spec(X[i], int(labels[i]), eps, network.output_size,
+                                   input_lo=input_lo, input_hi=input_hi)
+            region = spec.regions[0]
+            p = PointResult(int(i), int(labels[i]), int(predicted[i]), float(eps),
+                            float(nominal[i]), float(best_m[i]), t_attack, False)
+            if p.misclassified:
+                p.falsified, p.counterexample = True, X[i].copy()
+            elif best_m[i] <= 0 and _Witness(network, region, reference)(best_x[i]):
+                p.falsified, p.counterexample = True, best_x[i].copy()
+            broken = p.falsified
+            for m in ("ibp", "crown"):
+                if m in methods:
+                    b, _, sec = batch[m]
+                    p.methods[m] = MethodResult(float(b[i]), sec / n,
+                                                _status(b[i], broken, p.misclassified))
+            if "lp" in methods:
+                if p.misclassified:
+                    p.methods["lp"] = MethodResult(None, 0.0, "misclassified", "not run")
+                else:
+                    _, pre, sec_c = batch["crown"]
+                    t1 = time.perf_counter()
+                    bnd = Bounds(region.lo, region.hi, [(l[i], u[i]) for l, u in pre], "crown",
+                                 0.0, relus)
+                    lb = lp_margin_bound(network, bnd, region, solver, threads, timeout)
+                    sec = time.perf_counter() - t1 + sec_c / n
+                    p.methods["lp"] = MethodResult(_num(lb), sec, _status(lb, broken))
+            if "milp" in methods:
+                if p.misclassified:
+                    p.methods["milp"] = MethodResult(None, 0.0, "misclassified", "not run")
+                else:
+                    r = verify(network, spec, solver=solver, relaxation="milp", bounds="crown",
+                               timeout=timeout, reference=reference, attack=False, seed=seed,
+                               threads=threads, device="cpu")
+                    bound = r.margin if r.verdict == "sat" else r.bound
+                    status = _status(bound, broken)
+                    if r.verdict == "sat":
+                        status = "falsified"
+                        if not broken:
+                            p.counterexample = r.counterexample[0]
+                    elif r.verdict in ("unknown", "timed-out") and not broken:
+                        status = "open"
+                    p.methods["milp"] = MethodResult(_num(bound), r.seconds, status, r.verdict)
+            for m, res in p.methods.items():
+                if res.status == "conflict":
+                    log.error("SOUNDNESS CONFLICT: %s proves margin %.6g > 0 for point %d at "
+                              "eps %g, but a validated counterexample has margin %.6g", m,
+                              res.bound, i, eps, min(p.attack_margin, p.nominal_margin))
+            points.append(p)
+            done += 1
+            if progress is not None:
+                progress(done, total, f"eps={eps:g} point {i}")
+    return CompareResult(name, network_name, [float(e) for e in eps_values], methods, points,
+                         solver, timeout, time.perf_counter() - start)
+
+
+def compare_instance(instance: RobustnessInstance, *, methods=None, first: int | None = None,
+                     timeout: float | None = None, solver: str | None = None,
+                     progress: Progress | None = None) -> CompareResult:
+    """:func:`compare` on an instance file's network and points; arguments override it."""
+    from dataclasses import replace
+
+    from ..io import load_network, onnx_forward
+
+    if first is not None and first < 1:
+        raise InputError(f"--first {first}: need at least one point")
+    if timeout is not None and not timeout > 0:
+        raise InputError(f"--timeout {timeout}: must be > 0 seconds")
+    data = replace(instance.data, first=first) if first is not None else instance.data
+    network = load_network(instance.network_path)
+    X, y = instance.load_points() if data is instance.data else \
+        RobustnessInstance.load_points(replace(instance, data=data))
+    reference = None
+    if instance.network_path.lower().endswith(".onnx"):
+        def reference(x, _p=instance.network_path):
+            return onnx_forward(_p, x)
+    return compare(network, X, y, instance.eps, methods or instance.methods,
+                   input_lo=instance.input_lo, input_hi=instance.input_hi,
+                   solver=solver or instance.solver,
+                   timeout=timeout if timeout is not None else instance.timeout,
+                   threads=instance.threads, seed=instance.seed, reference=reference,
+                   name=instance.name, network_name=instance.network_path, progress=progress)

@@ -4,7 +4,9 @@ For every region of the specification:
 
 1. falsify (random points, PGD) — a confirmed witness decides ``sat`` at once;
 2. bound (IBP / CROWN / LP) and read each clause's margin lower bound: ``> 0`` proves it;
-3. encode the rest (Big-M MILP, or the triangle LP) once, and minimise each open clause's
+3. for inputs of few dimensions (exact mode only), branch and bound on the input box with
+   batched CROWN bounds (:mod:`mipcert.verify.branch`), which settles most of them;
+4. encode the rest (Big-M MILP, or the triangle LP) once, and minimise each open clause's
    margin with the objective swapped in a persistent solver, stopping as soon as the dual
    bound passes 0 (proved) or an incumbent is confirmed as a witness (``sat``).
 
@@ -24,11 +26,14 @@ from ..bounds import clause_margin_bounds, compute_bounds
 from ..errors import InputError
 from ..relaxation import Relaxation
 from ..spec import Specification
+from .branch import MAX_SPLIT_DIM, input_split
 from .falsify import falsify, polish
 from .result import VerificationResult
 
 log = logging.getLogger(__name__)
 
+# Share of the remaining time that input splitting may use before the MILP takes over.
+SPLIT_SHARE = 0.5
 # A witness from onnxruntime (float32) may miss the float64 margin by this much.
 REFERENCE_TOLERANCE = 1e-4
 
@@ -59,12 +64,13 @@ class _Witness:
 
 def verify(network, spec: Specification, *, solver: str = "highs", relaxation="milp",
            bounds: str = "crown", timeout: float | None = None, reference=None,
-           attack: bool = True, seed: int = 0, threads: int | None = None,
-           device=None) -> VerificationResult:
+           attack: bool = True, split: bool = True, seed: int = 0,
+           threads: int | None = None, device=None) -> VerificationResult:
     """Decide ``spec`` on ``network``; see the module docstring for the procedure.
 
     ``reference(x (B, n)) -> y (B, m)``: an independent forward pass (onnxruntime) that a
-    witness must also fail. ``timeout`` in seconds covers the whole run.
+    witness must also fail. ``timeout`` in seconds covers the whole run. ``attack`` and
+    ``split`` switch falsification and input splitting off (to exercise the MILP alone).
     """
     from ..encode import build_margin_model
     from ..solve import PersistentSolver
@@ -119,6 +125,16 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
         if left() is not None and left() <= 0:
             timed_out = incomplete = True
             break
+        if relaxation.integral and split and network.input_size <= MAX_SPLIT_DIM:
+            check = _Witness(network, region, reference)
+            share = None if left() is None else time.perf_counter() + SPLIT_SHARE * left()
+            res = input_split(network, region, check=check, deadline=share, device=device)
+            rstats["split"] = {"status": res.status, "boxes": res.boxes}
+            if res.status == "witness":
+                return done("sat", "split", check.found)
+            if res.status == "proved":
+                proven.append(max(res.bound, float(m_lo.min())))
+                continue
         model, margins = build_margin_model(network, b, region, relaxation, m_lo, m_hi)
         check = _Witness(network, region, reference)
         x_vars = model.net.inputs
@@ -159,6 +175,7 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
         if timed_out:
             break
     if not incomplete:
-        return done("unsat", "lp" if not relaxation.integral else
-                    ("bounds" if all(r.get("solves") is None for r in stats["regions"]) else "milp"))
+        used = {k for r in stats["regions"] for k in ("solves", "split") if k in r}
+        return done("unsat", "milp" if "solves" in used and relaxation.integral else
+                    "lp" if "solves" in used else "split" if "split" in used else "bounds")
     return done("timed-out" if timed_out else "unknown", "")

@@ -33,14 +33,18 @@ def _progress(quiet: bool):
     """A ``(callback, close)`` pair showing progress on stderr (rich when available)."""
     if quiet:
         return None, lambda: None
+
+    def simple(done, total, text):
+        if done == total or done % 10 == 0:
+            print(f"[{done}/{total}] {text}", file=sys.stderr, flush=True)
+
+    if not sys.stderr.isatty():  # logs and pipes: plain lines
+        return simple, lambda: None
     try:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
             TimeElapsedColumn
     except ImportError:  # pragma: no cover - rich is a dependency
-        def simple(done, total, text):
-            if done == total or done % 10 == 0:
-                print(f"[{done}/{total}] {text}", file=sys.stderr, flush=True)
         return simple, lambda: None
     bar = Progress(TextColumn("compare"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.description}"), TimeElapsedColumn(),

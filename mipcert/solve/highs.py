@@ -165,8 +165,10 @@ class HighsBackend(Backend):
                 e.interrupt()
 
         def interrupt(e) -> None:
-            if stop.stopped or stop.check_bound(safe_bound(e.data_out.mip_dual_bound, sense)):
-                e.interrupt()
+            # HiGHS keeps the callback's input data between runs: a flag set to stop the
+            # previous solve would stop this one at its first poll unless written every time.
+            e.interrupt(stop.stopped or stop.check_bound(safe_bound(e.data_out.mip_dual_bound,
+                                                                    sense)))
 
         subscribed = []
         if self.is_mip and on_incumbent is not None:

@@ -67,13 +67,13 @@ def _fraction_panel(ax, result) -> None:
     summary = result.summary()
     eps = np.array(result.eps)
     # wider lines first and underneath, so methods that coincide stay visible
-    width = {m: 1.5 + 1.5 * k for k, m in enumerate(result.methods)}
+    width = {m: 1.4 + 0.9 * k for k, m in enumerate(result.methods)}
     for m in result.methods:
         rows = [s for s in summary if s["method"] == m]
         frac = [s["certified"] / max(s["points"], 1) for s in rows]
         marker, color = MARKERS.get(m, ("o", None))
         ax.plot(eps, frac, marker=marker, color=color, label=f"{m} certified", lw=width[m],
-                ms=5 + 2 * width[m], alpha=0.85, zorder=10 - width[m])
+                ms=3 + 2 * width[m], alpha=0.85, zorder=10 - width[m])
     first = result.methods[0]
     upper = [1 - (s["falsified"] + s["misclassified"]) / max(s["points"], 1)
              for s in summary if s["method"] == first]

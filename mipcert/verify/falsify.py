@@ -42,6 +42,8 @@ def pgd(network, region, clause, starts, steps: int = 60, step_frac: float = 0.2
 
 # Multiply-adds spent on random and local search (about a second of numpy).
 SEARCH_BUDGET = 2e9
+# Gaussian local search pays off in few dimensions only; above this PGD does the work.
+LOCAL_SEARCH_MAX_DIM = 16
 
 
 def _sample_budget(network) -> int:
@@ -76,21 +78,31 @@ def falsify(network, region, *, rng: np.random.Generator, restarts: int = 8, ste
             check=None, budget: int | None = None):
     """Search ``region`` for an input whose output violates the property.
 
-    Random + local search (``budget`` forward passes, default from the network size), then
-    PGD per clause. ``check(x) -> bool`` confirms a candidate (the verifier's float64 and
+    Random + local search for inputs of at most :data:`LOCAL_SEARCH_MAX_DIM` dimensions
+    (``budget`` forward passes, default from the network size), then uniform samples and PGD
+    per clause. ``check(x) -> bool`` confirms a candidate (the verifier's float64 and
     reference check). Returns the first confirmed ``x`` ``(n,)`` or ``None``.
     """
     lo, hi = region.lo, region.hi
     n = lo.size
-    samples, margins = local_search(network, region, rng, budget or _sample_budget(network))
-    order = np.argsort(margins)
-    for i in order[:4]:
+    if n <= LOCAL_SEARCH_MAX_DIM:
+        xs, ms = local_search(network, region, rng, budget or _sample_budget(network))
+        for i in np.argsort(ms)[:4]:
+            if ms[i] <= 0 and (check is None or check(xs[i])):
+                log.info("falsified by random/local search (margin %.3g)", ms[i])
+                return xs[i]
+    # uniform points plus the centre and the two extreme corners (pixels all at a bound
+    # are classic adversarial starts)
+    samples = np.vstack([lo + (hi - lo) * rng.random((256, n)), (lo + hi)[None] / 2, lo[None],
+                         hi[None]])
+    margins = region.margin(network.forward(samples))
+    for i in np.argsort(margins)[:4]:
         if margins[i] <= 0 and (check is None or check(samples[i])):
-            log.info("falsified by random/local search (margin %.3g)", margins[i])
+            log.info("falsified by random sampling (margin %.3g)", margins[i])
             return samples[i]
     for k, clause in enumerate(region.clauses):
         cm = clause.margin(network.forward(samples))
-        starts = np.vstack([samples[np.argsort(cm)[: restarts // 2]],
+        starts = np.vstack([samples[np.argsort(cm)[: restarts // 2]], lo[None], hi[None],
                             lo + (hi - lo) * rng.random((restarts - restarts // 2, n))])
         xs, ms = pgd(network, region, clause, starts, steps)
         for i in np.argsort(ms)[:2]:

@@ -13,8 +13,9 @@ class VerificationResult:
     """``verdict``: ``sat`` (a counterexample, checked in float64), ``unsat`` (the property
     holds: every margin's proven lower bound is > 0), ``unknown`` or ``timed-out``.
 
-    ``bound``: proven lower bound on the minimum safety margin over the whole specification
-    (``None`` when nothing was proven); ``counterexample``: ``(x, y)`` for ``sat``.
+    ``bound``: proven lower bound on the minimum safety margin over the whole specification,
+    set only for ``unsat`` (``None`` otherwise: a partial bound is no certificate);
+    ``counterexample``: ``(x, y)`` for ``sat``, with ``margin`` its float64 margin (<= 0).
     """
 
     verdict: str

@@ -74,7 +74,9 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
     """
     from ..encode import build_margin_model
     from ..solve import PersistentSolver
+    from ..solve.backend import backend_class
 
+    backend_class(solver)  # a missing or unknown solver is an error before any work
     relaxation = Relaxation.parse(relaxation)
     if relaxation.exact_products:
         raise InputError("inference-time verification has no products of variables: "
@@ -94,7 +96,8 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
         return None if deadline is None else deadline - time.perf_counter()
 
     def done(verdict, decided_by, witness=None):
-        bound = min(proven) if proven and not incomplete else None
+        # a bound covers the whole specification only when every clause was proved
+        bound = min(proven) if proven and not incomplete and verdict == "unsat" else None
         res = VerificationResult(verdict, time.perf_counter() - start, bound, None, None,
                                  decided_by, stats)
         if witness is not None:
@@ -117,7 +120,9 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
         rstats.update(bounds=bounds, unstable=b.num_unstable, stable=b.num_stable,
                       bounds_seconds=round(b.seconds, 4))
         m_lo, m_hi = clause_margin_bounds(network, b, region, bounds)
-        open_k = [k for k in range(len(region.clauses)) if m_lo[k] <= 0]
+        # open clauses, the most likely to be violated (lowest bound) first
+        open_k = sorted((k for k in range(len(region.clauses)) if m_lo[k] <= 0),
+                        key=lambda k: m_lo[k])
         proven.extend(m_lo[k] for k in range(len(region.clauses)) if m_lo[k] > 0)
         rstats["proved_by_bounds"] = len(region.clauses) - len(open_k)
         if not open_k:

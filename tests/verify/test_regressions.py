@@ -20,3 +20,19 @@ def test_clause_after_an_early_stop_is_still_solved():
         verdicts.append(r.verdict)
         assert r.verdict in ("sat", "unsat"), r.stats
     assert verdicts.count("unsat") >= 10
+
+
+def test_sat_never_carries_a_positive_bound():
+    """A witness found after some clauses were proved reported their bound beside 'sat'."""
+    from mipcert.io import load_network
+
+    from pathlib import Path
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    net = load_network(Path(__file__).resolve().parents[2] / "models" / "digits_mlp.npz")
+    X, y = load_digits(return_X_y=True)
+    _, X_test, _, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+    r = verify_robustness(net, X_test[0], int(y_test[0]), 0.08, attack=False)
+    assert r.verdict == "sat"
+    assert r.bound is None and r.margin <= 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyomo.environ as pyo
 
 from ..relaxation import Relaxation
-from .network_block import build_network_block, network_block
+from .network_block import build_network_block, network_block, point_values
 from .relu import relu_layer
 from .spec import add_margin_objective, clause_margin
 
@@ -27,5 +27,5 @@ def build_margin_model(network, bounds, region, relaxation=Relaxation.MILP,
 
 
 __all__ = ["Relaxation", "add_margin_objective", "build_margin_model", "build_network_block",
-           "clause_margin", "network_block", "relu_layer"]
+           "clause_margin", "network_block", "point_values", "relu_layer"]
 

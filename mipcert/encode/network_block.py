@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.common.gc_manager import PauseGC
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from ..errors import InputError
@@ -49,7 +50,13 @@ def build_network_block(block: pyo.Block, network, bounds, relaxation=Relaxation
     ``bounds``: :class:`~mipcert.bounds.Bounds` of the same network; every constant of the
     Big-M and triangle constraints comes from it.
     """
-    relaxation = Relaxation.parse(relaxation)
+    # Building creates many small objects and no cycles: a full garbage collection in the
+    # middle costs more than the build itself (measured 0.15 s vs 0.05 s on 784-100-100-10).
+    with PauseGC():
+        return _build(block, network, bounds, Relaxation.parse(relaxation))
+
+
+def _build(block, network, bounds, relaxation):
     stack = network.affine_relu_stack()
     if len(bounds.pre) != len(stack):
         raise InputError("the bounds were computed for a different network")
@@ -96,3 +103,22 @@ def network_block(network, bounds, relaxation=Relaxation.MILP) -> pyo.Block:
     """
     model = pyo.ConcreteModel(name="mipcert")
     return build_network_block(model, network, bounds, relaxation)
+
+
+def point_values(block: pyo.Block, network, x) -> list[tuple[object, float]]:
+    """``[(var, value)]`` for every variable of a network block at the input ``x`` ``(n_0,)``.
+
+    The values come from the reference forward pass, so they satisfy every constraint of the
+    block (for any relaxation): a MIP start, or a check that the encoding is right.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    pairs: list[tuple[object, float]] = [(block.x[i], float(v)) for i, v in enumerate(x)]
+    for l, h in enumerate(network.activations(x[None])):
+        h = h[0]
+        for suffix, values in (("_h", h), ("_a", np.maximum(h, 0.0)), ("_s", (h > 0) * 1.0)):
+            var = block.component(f"layer{l}{suffix}")
+            if var is not None:
+                pairs.extend((var[j], float(values[j])) for j in var)
+    y = network.forward(x)
+    pairs.extend((block.y[k], float(y[k])) for k in block.y if not block.y[k].fixed)
+    return pairs

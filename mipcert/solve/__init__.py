@@ -79,10 +79,20 @@ class PersistentSolver:
         self._has_objective = True
 
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
-              on_incumbent: IncumbentCallback | None = None) -> Outcome:
-        """Solve with the current objective; see :func:`solve` for the arguments."""
+              on_incumbent: IncumbentCallback | None = None, start=None) -> Outcome:
+        """Solve with the current objective; see :func:`solve` for the arguments.
+
+        ``start``: optional ``[(var, value), ...]`` offered to the solver as a starting
+        point (a MIP start; variables not in the model are skipped).
+        """
         if not self._has_objective:
             raise SolverError("PersistentSolver has no objective: call set_objective(expr, sense) first")
+        if start:
+            by_id = self.backend.index._by_id
+            pairs = [(by_id[id(v)], float(val)) for v, val in start if id(v) in by_id]
+            if pairs:
+                cols, vals = (np.array(t) for t in zip(*pairs))
+                self.backend.set_start(cols, vals)
         outcome = self.backend.solve(time_limit=time_limit, stop_bound=stop_bound, on_incumbent=on_incumbent)
         log.info("%s", outcome)
         return outcome

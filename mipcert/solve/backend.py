@@ -53,6 +53,14 @@ class Backend(ABC):
               on_incumbent: IncumbentCallback | None = None) -> Any:
         """Solve and return an Outcome."""
 
+    def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
+        """Offer a starting point (column indices and values) to the next solve.
+
+        A hint only: the solver checks it and may ignore it; back-ends without support
+        ignore it.
+        """
+        log.debug("%s ignores starting points", self.name)
+
 
 class EarlyStop:
     """Shared bookkeeping for stop_bound / on_incumbent across back-ends.

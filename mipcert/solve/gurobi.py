@@ -169,6 +169,11 @@ class GurobiBackend(Backend):
         if Q is not None and hasattr(self, "_counts"):
             self._counts = (self._counts[0], self._counts[1], True)
 
+    def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
+        start = np.full(self.n_cols, GRB.UNDEFINED)
+        start[np.asarray(cols, np.int64)] = values
+        self.x.Start = start
+
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None) -> Outcome:
         m, sense = self.m, self.sense

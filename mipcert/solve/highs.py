@@ -153,6 +153,10 @@ class HighsBackend(Backend):
             self.is_mip = True
         self.n_cols += k
 
+    def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
+        if self.is_mip and len(cols):
+            self.h.setSolution(len(cols), np.asarray(cols, np.int32), np.asarray(values, np.float64))
+
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None) -> Outcome:
         h, sense = self.h, self.sense

@@ -158,11 +158,21 @@ class ScipBackend(Backend):
         self.sense = sense
         self._objective_set = True
 
+    def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
+        self._start = (np.asarray(cols), np.asarray(values, np.float64))
+
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None) -> Outcome:
         m, sense = self.m, self.sense
         if m.getStage() > 1:  # beyond PROBLEM: drop the previous solve's transformed problem
             m.freeTransform()
+        start = getattr(self, "_start", None)
+        if start is not None and self.is_mip:
+            sol = m.createPartialSol()
+            for j, v in zip(*start):
+                m.setSolVal(sol, self.vars[int(j)], float(v))
+            m.addSol(sol)
+            self._start = None
         m.setParam("limits/time", float(time_limit) if time_limit is not None else 1e20)
         if stop_bound is not None:
             shift = STOP_MARGIN * LP_BOUND_SAFETY * (1.0 + abs(stop_bound))

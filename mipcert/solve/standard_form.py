@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from pyomo.common.gc_manager import PauseGC
 from pyomo.core.base.label import cpxlp_label_from_name
 from pyomo.core.expr.numeric_expr import LinearExpression
 from pyomo.environ import Constraint, Objective, maximize, value
@@ -309,7 +310,13 @@ def compile_model(model: Any, *, require_objective: bool = True) -> StandardForm
 
     Raises :class:`SolverError` when there is not exactly one active objective (zero is
     allowed with ``require_objective=False``: the objective is then 0, sense 'min').
+    Garbage collection is paused meanwhile (as Pyomo's own writers do).
     """
+    with PauseGC():
+        return _compile_model(model, require_objective)
+
+
+def _compile_model(model: Any, require_objective: bool) -> StandardForm:
     objectives = active_objectives(model)
     if len(objectives) > 1 or (require_objective and not objectives):
         names = ", ".join(o.name for o in objectives[:5]) or "none"

@@ -177,11 +177,22 @@ def test_nan_weights(capsys, tmp_path):
     _expect_error(capsys, "verify", path, prop, match="nan")
 
 
-def test_missing_solver(small_problem, capsys, monkeypatch):
+def test_missing_solver(small_problem):
+    """A fresh interpreter in which gurobipy cannot be imported, as on a machine without it."""
     _, onnx_path, make = small_problem
-    monkeypatch.setitem(sys.modules, "gurobipy", None)   # as on a machine without it
-    _expect_error(capsys, "verify", onnx_path, make(0.5, "p.vnnlib"), "--solver", "gurobi",
-                  "--no-attack", match="gurobi")
+    code = ("import sys, importlib.abc\n"
+            "class NoGurobi(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] == 'gurobipy':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, NoGurobi())\n"
+            "from mipcert.cli import main\n"
+            f"sys.exit(main(['verify', {str(onnx_path)!r}, {str(make(0.5, 'p.vnnlib'))!r}, "
+            "'--solver', 'gurobi']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.startswith("error: ") and "gurobipy" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_export_to_missing_folder_leaves_no_file(small_problem, capsys, tmp_path):

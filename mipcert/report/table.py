@@ -60,11 +60,12 @@ def point_table(result, eps: float) -> tuple[list[str], list[list[str]], list[li
 
 def summary_table(result) -> tuple[list[str], list[list[str]]]:
     """One row per eps and method: status counts, total and mean time."""
-    headers = ["eps", "method", *SUMMARY_COLUMNS, "total s", "mean ms"]
+    headers = ["eps", "method", *SUMMARY_COLUMNS, "stable ReLUs", "total s", "mean ms"]
     rows = []
     for s in result.summary():
+        stable = "-" if s.get("mean_stable") is None else f"{s['mean_stable']:.1f}"
         rows.append([f"{s['eps']:g}", s["method"], *(str(s[c]) for c in SUMMARY_COLUMNS),
-                     f"{s['seconds']:.3f}", fmt_ms(s["mean_seconds"])])
+                     stable, f"{s['seconds']:.3f}", fmt_ms(s["mean_seconds"])])
     return headers, rows
 
 
@@ -87,6 +88,9 @@ def footer(result) -> str:
              "m misclassified, ! conflict (a soundness bug)",
              "ibp/crown ms: batch time / number of points; lp ms: its solves plus the crown "
              "share; milp: the verifier's own time (stops once the bound passes 0)",
+             "stable ReLUs: mean number of ReLUs the method's bounds prove stable (no binary "
+             f"needed), out of {result.relus}" if getattr(result, "relus", None) else
+             "stable ReLUs: mean number of ReLUs the method's bounds prove stable",
              f"total {result.seconds:.1f} s"]
     if result.conflicts:
         lines.append(f"SOUNDNESS CONFLICTS: {result.conflicts}")

@@ -58,6 +58,7 @@ class MethodResult:
     seconds: float
     status: str
     note: str = ""
+    stable: int | None = None   # ReLUs proved stable by the bounds this method relies on
 
 
 @dataclass
@@ -106,6 +107,7 @@ class CompareResult:
     solver: str
     timeout: float | None
     seconds: float = 0.0
+    relus: int = 0          # ReLUs of the network
 
     def at(self, eps: float) -> list[PointResult]:
         return [p for p in self.points if p.eps == eps]
@@ -125,6 +127,8 @@ class CompareResult:
                 rs = [p.methods[m] for p in pts]
                 row = {"eps": eps, "method": m, "points": len(rs)}
                 row.update({s: sum(r.status == s for r in rs) for s in STATUSES})
+                counted = [r.stable for r in rs if r.stable is not None]
+                row["mean_stable"] = round(float(np.mean(counted)), 1) if counted else None
                 row["seconds"] = round(sum(r.seconds for r in rs), 6)
                 row["mean_seconds"] = round(row["seconds"] / max(len(rs), 1), 6)
                 rows.append(row)
@@ -139,13 +143,13 @@ class CompareResult:
                             "predicted": p.predicted, "nominal_margin": p.nominal_margin,
                             "attack_margin": _num(p.attack_margin), "method": m,
                             "bound": _num(r.bound), "seconds": r.seconds, "status": r.status,
-                            "note": r.note})
+                            "note": r.note, "stable_relus": r.stable})
         return out
 
     def to_json(self) -> dict:
         return {"name": self.name, "network": self.network, "eps": self.eps,
                 "methods": self.methods, "solver": self.solver, "timeout": self.timeout,
-                "seconds": round(self.seconds, 4),
+                "seconds": round(self.seconds, 4), "relus": self.relus,
                 "timing": "ibp/crown: batch time / number of points; lp: its solves plus the "
                           "crown share; milp: the verifier's own time",
                 "summary": self.summary(), "conflicts": [list(c) for c in self.conflicts],
@@ -211,8 +215,8 @@ def _status(bound: float | None, broken: bool, misclassified: bool = False) -> s
 
 
 def _batch_bounds(network, lo, hi, labels, method: str):
-    """Margin lower bounds ``(n,)`` of ``method`` for all boxes, the CROWN pre-activation
-    bounds (list of ``(l, u)`` numpy ``(n, n_l)``, or ``None`` for IBP) and the seconds."""
+    """Margin lower bounds ``(n,)`` of ``method`` for all boxes, its pre-activation bounds
+    (list of ``(l, u)`` numpy ``(n, n_l)``), the seconds, and the ReLUs proved stable ``(n,)``."""
     import torch
 
     from ..bounds import batch_pre_bounds
@@ -228,8 +232,11 @@ def _batch_bounds(network, lo, hi, labels, method: str):
         if method == "crown":  # intersect with the interval bound over the same bounds
             lb = torch.maximum(lb, linear_lower_bound(stack, pre, lo_t, hi_t, C, d, "ibp"))
     bound = lb.min(dim=1).values.cpu().numpy()
-    pre_np = [(l.cpu().numpy(), u.cpu().numpy()) for l, u in pre] if method == "crown" else None
-    return bound, pre_np, time.perf_counter() - start
+    pre_np = [(l.cpu().numpy(), u.cpu().numpy()) for l, u in pre]
+    seconds = time.perf_counter() - start
+    stable = sum(((u <= 0) | (l >= 0)).sum(axis=1) for (l, u), blk in zip(pre_np, stack)
+                 if blk.relu)
+    return bound, pre_np, seconds, np.asarray(stable, dtype=np.int64).reshape(-1)
 
 
 def lp_margin_bound(network, bounds, region, solver: str = "highs", threads: int | None = 1,
@@ -300,20 +307,22 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
             broken = p.falsified
             for m in ("ibp", "crown"):
                 if m in methods:
-                    b, _, sec = batch[m]
+                    b, _, sec, stable = batch[m]
                     p.methods[m] = MethodResult(float(b[i]), sec / n,
-                                                _status(b[i], broken, p.misclassified))
+                                                _status(b[i], broken, p.misclassified),
+                                                stable=int(stable[i]))
             if "lp" in methods:
                 if p.misclassified:
                     p.methods["lp"] = MethodResult(None, 0.0, "misclassified", "not run")
                 else:
-                    _, pre, sec_c = batch["crown"]
+                    _, pre, sec_c, stable = batch["crown"]
                     t1 = time.perf_counter()
                     bnd = Bounds(region.lo, region.hi, [(l[i], u[i]) for l, u in pre], "crown",
                                  0.0, relus)
                     lb = lp_margin_bound(network, bnd, region, solver, threads, timeout)
                     sec = time.perf_counter() - t1 + sec_c / n
-                    p.methods["lp"] = MethodResult(_num(lb), sec, _status(lb, broken))
+                    p.methods["lp"] = MethodResult(_num(lb), sec, _status(lb, broken),
+                                                   stable=int(stable[i]))
             if "milp" in methods:
                 if p.misclassified:
                     p.methods["milp"] = MethodResult(None, 0.0, "misclassified", "not run")
@@ -329,7 +338,9 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
                             p.counterexample = r.counterexample[0]
                     elif r.verdict in ("unknown", "timed-out") and not broken:
                         status = "open"
-                    p.methods["milp"] = MethodResult(_num(bound), r.seconds, status, r.verdict)
+                    regions = r.stats.get("regions") or [{}]
+                    p.methods["milp"] = MethodResult(_num(bound), r.seconds, status, r.verdict,
+                                                     stable=regions[0].get("stable"))
             for m, res in p.methods.items():
                 if res.status == "conflict":
                     log.error("SOUNDNESS CONFLICT: %s proves margin %.6g > 0 for point %d at "
@@ -340,7 +351,7 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
             if progress is not None:
                 progress(done, total, f"eps={eps:g} point {i}")
     return CompareResult(name, network_name, [float(e) for e in eps_values], methods, points,
-                         solver, timeout, time.perf_counter() - start)
+                         solver, timeout, time.perf_counter() - start, network.num_relus)
 
 
 def compare_instance(instance: RobustnessInstance, *, methods=None, first: int | None = None,

@@ -58,7 +58,7 @@ def forward_bounds(params, xl: Tensor, xu: Optional[Tensor]):
     a: Pair = (xl, xu)
     for l, (Wl, Wu, bl, bu) in enumerate(params):
         inputs.append(a)
-        hl, hu = iv.matmul(a[0], a[1], Wl.T, None if Wu is None else Wu.T)
+        hl, hu = iv.matmul(a[0], a[1], Wl.T, None if Wu is None else Wu.T, nonneg=l > 0)
         if bl is not None:
             if hl is hu and bu is None:
                 hl = hu = hl + bl

@@ -1,0 +1,306 @@
+"""Fused per-step interval AGT: the aggregated descent-direction bounds of one batch.
+
+This computes exactly what :func:`.propagate.gradient_blocks` followed by the rules of
+:mod:`.aggregate` computes (FORMULATIONS 3.5), without materialising every per-sample
+interval gradient ``(n, P)`` when an aggregation does not need it:
+
+* the sums ``sum_i gl_i`` and ``sum_i gu_i`` of a weight block ``dW = delta a^T`` are
+  matmuls: with ``a`` a point, ``sum lo = dm^T a - dr^T |a|``; with ``a >= 0`` (after a
+  ReLU), ``sum lo = (dl+)^T al + (dl-)^T au`` (upper alike). These are the sums of the exact
+  per-sample interval products, so nothing is lost.
+* bounded poisoning / label flips need the ``k`` smallest of ``gpl_i - gl_i`` per
+  coordinate. When the perturbed samples share the forward pass with the clean ones (no
+  ``eps``: only the labels change), the difference is ``(dpl+ - dl+) al + (dpl- - dl-) au``,
+  formed directly from the two ``delta`` bounds without building either product.
+* per-sample values are built in a ``(P_block, n)`` layout so :func:`torch.topk` runs along
+  contiguous rows; ``min(0, .)`` is applied after the selection (it is monotone, so the
+  ``k`` smallest of ``min(0, x)`` are ``min(0, .)`` of the ``k`` smallest of ``x``).
+* clipping, removal and substitution need the per-sample values themselves: they are
+  materialised (in the same layout), clipped and reduced.
+
+``tests/agt/test_fused.py`` checks this against the materialising reference path.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from ..bounds import interval as iv
+from ..errors import InputError
+from ..network.training import LayerShape
+from .instance import PerturbationConfig
+from .propagate import LabelChange, delta_bounds, forward_bounds, split_params
+
+Tensor = torch.Tensor
+
+
+# ---------------------------------------------------------------- top-k sums along dim 1
+def _smallest_k_sum(x: Tensor, k: int) -> Tensor:
+    """Per row of ``x`` ``(p, n)``: the sum of the ``k`` smallest entries."""
+    if k <= 0:
+        return x.new_zeros(x.shape[0])
+    if k >= x.shape[1]:
+        return x.sum(1)
+    return torch.topk(x, k, dim=1, largest=False, sorted=False).values.sum(1)
+
+
+def _largest_k_sum(x: Tensor, k: int) -> Tensor:
+    if k <= 0:
+        return x.new_zeros(x.shape[0])
+    if k >= x.shape[1]:
+        return x.sum(1)
+    return torch.topk(x, k, dim=1, largest=True, sorted=False).values.sum(1)
+
+
+def _smallest_k_nonpos_sum(x: Tensor, k: int) -> Tensor:
+    """``sum of the k smallest of min(x, 0)`` per row, selecting before clamping."""
+    if k <= 0:
+        return x.new_zeros(x.shape[0])
+    if k >= x.shape[1]:
+        return x.clamp_max(0.0).sum(1)
+    return torch.topk(x, k, dim=1, largest=False, sorted=False).values.clamp_max(0.0).sum(1)
+
+
+def _largest_k_nonneg_sum(x: Tensor, k: int) -> Tensor:
+    if k <= 0:
+        return x.new_zeros(x.shape[0])
+    if k >= x.shape[1]:
+        return x.clamp_min(0.0).sum(1)
+    return torch.topk(x, k, dim=1, largest=True, sorted=False).values.clamp_min(0.0).sum(1)
+
+
+# ---------------------------------------------------------------- block primitives
+# Inputs are in the ``(n, w)`` layout of the forward / backward passes (hi None: a point);
+# a weight block is produced as ``(out * in, n)`` (row ``o * in + j``: the flattening order)
+# by broadcasting transposed *views* (no transposed copies are made).
+
+def _materialise(dl: Tensor, du: Tensor, al: Tensor, au: Optional[Tensor], nonneg: bool):
+    """Per-sample bounds of ``d a^T`` as ``(out*in, n)`` pairs (exact interval products)."""
+    n, o = dl.shape
+    shape = (o * al.shape[1], n)
+    D_l, D_u = dl.T[:, None, :], du.T[:, None, :]
+    if au is None:
+        if dl is du:
+            c = _outer(D_l, al.T[None]).reshape(shape)
+            return c, c
+        if nonneg:
+            return (_outer(D_l, al.T[None]).reshape(shape),
+                    _outer(D_u, al.T[None]).reshape(shape))
+        # lo(d a) = dl a+ + du a-,  hi(d a) = du a+ + dl a-   (a a point)
+        return _bilinear(D_l, al.clamp_min(0.0), D_u, al.clamp_max(0.0), D_u, D_l, shape)
+    if nonneg:
+        # lo(d a) = d+ al + d- au ;  hi(d a) = d+ au + d- al   (a >= 0)
+        return _bilinear(dl.clamp_min(0.0).T[:, None, :], al, dl.clamp_max(0.0).T[:, None, :],
+                         au, du.clamp_min(0.0).T[:, None, :], du.clamp_max(0.0).T[:, None, :],
+                         shape, swap=True)
+    lo, hi = iv.mul(D_l, D_u, al.T[None], au.T[None])
+    return lo.contiguous().reshape(shape), hi.contiguous().reshape(shape)
+
+
+def _bilinear(p1: Tensor, a1: Tensor, p2: Tensor, a2: Tensor, q1: Tensor, q2: Tensor, shape,
+              swap: bool = False):
+    """``lo = p1 a1 + p2 a2`` and ``hi = q1 a1 + q2 a2`` (``q1 a2 + q2 a1`` with ``swap``),
+    the deltas ``(o, 1, n)`` against the inputs ``(n, i)``: two passes each."""
+    A1, A2 = a1.T[None], a2.T[None]
+    lo = torch.mul(p1, A1, out=_dense(p1, A1))
+    lo.addcmul_(p2, A2)
+    hi = torch.mul(q1, A2 if swap else A1, out=_dense(p1, A1))
+    hi.addcmul_(q2, A1 if swap else A2)
+    return lo.reshape(shape), hi.reshape(shape)
+
+
+def _dense(d: Tensor, a: Tensor) -> Tensor:
+    """An empty contiguous ``(o, i, n)`` result for ``d (o, 1, n) * a (1, i, n)`` (an
+    elementwise op on transposed views would otherwise follow the inputs' strides, and
+    ``topk`` along a strided row is twice as slow)."""
+    return torch.empty((d.shape[0], a.shape[1], d.shape[2]), dtype=d.dtype, device=d.device)
+
+
+def _outer(d: Tensor, a: Tensor) -> Tensor:
+    return torch.mul(d, a, out=_dense(d, a))
+
+
+def _mm(d: Tensor, a: Tensor) -> Tensor:
+    """``(d^T a)`` flattened, the narrow operand transposed on the left (faster in BLAS)."""
+    if d.shape[1] <= a.shape[1]:
+        return (d.T @ a).reshape(-1)
+    return (a.T @ d).T.reshape(-1)
+
+
+def _sums(dl: Tensor, du: Tensor, al: Tensor, au: Optional[Tensor], nonneg: bool):
+    """``(sum_i lo_i, sum_i hi_i)`` of the per-sample ``d a^T`` bounds, ``(out*in,)`` each,
+    by matmuls. None when ``a`` is an interval of unknown sign (the caller materialises)."""
+    if au is None:
+        if dl is du:
+            s = _mm(dl, al)
+            return s, s
+        if nonneg:
+            return _mm(dl, al), _mm(du, al)
+        ap, an = al.clamp_min(0.0), al.clamp_max(0.0)
+        return _mm(dl, ap) + _mm(du, an), _mm(du, ap) + _mm(dl, an)
+    if not nonneg:
+        return None
+    lo = _mm(dl.clamp_min(0.0), al) + _mm(dl.clamp_max(0.0), au)
+    hi = _mm(du.clamp_min(0.0), au) + _mm(du.clamp_max(0.0), al)
+    return lo, hi
+
+
+def _shared_diff(dP, dC, al: Tensor, au: Optional[Tensor], nonneg: bool):
+    """``(lo(dP a^T) - lo(dC a^T), hi(dP a^T) - hi(dC a^T))`` as ``(out*in, n)`` for one
+    shared input ``a``, from the delta bounds alone."""
+    (pl, pu), (cl, cu) = dP, dC
+    n, o = pl.shape
+    shape = (o * al.shape[1], n)
+    if au is None:
+        dL, dU = (pl - cl).T[:, None, :], (pu - cu).T[:, None, :]
+        if nonneg:
+            return _outer(dL, al.T[None]).reshape(shape), _outer(dU, al.T[None]).reshape(shape)
+        return _bilinear(dL, al.clamp_min(0.0), dU, al.clamp_max(0.0), dU, dL, shape)
+    if not nonneg:
+        Pl, Pu = _materialise(pl, pu, al, au, False)
+        Cl, Cu = _materialise(cl, cu, al, au, False)
+        return Pl - Cl, Pu - Cu
+    return _bilinear((pl.clamp_min(0.0) - cl.clamp_min(0.0)).T[:, None, :], al,
+                     (pl.clamp_max(0.0) - cl.clamp_max(0.0)).T[:, None, :], au,
+                     (pu.clamp_min(0.0) - cu.clamp_min(0.0)).T[:, None, :],
+                     (pu.clamp_max(0.0) - cu.clamp_max(0.0)).T[:, None, :], shape, swap=True)
+
+
+def _rows(x: Tensor) -> Tensor:
+    """``(n, w)`` -> contiguous ``(w, n)`` (one pass)."""
+    out = torch.empty((x.shape[1], x.shape[0]), dtype=x.dtype, device=x.device)
+    return out.copy_(x.T)
+
+
+def _sub_rows(a: Tensor, b: Tensor) -> Tensor:
+    """``(a - b)^T`` as a contiguous ``(w, n)`` tensor, in one pass."""
+    out = torch.empty((a.shape[1], a.shape[0]), dtype=a.dtype, device=a.device)
+    return torch.sub(a.T, b.T, out=out)
+
+
+# ---------------------------------------------------------------- one step
+def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tensor, y: Tensor,
+                   loss: str, pert: PerturbationConfig, clip: float | None = None,
+                   n_classes: int | None = None):
+    """Bounds ``(d_l, d_u, mag)`` on the averaged descent direction of one batch
+    (``(P,)`` each) under ``pert``; ``mag`` bounds ``sum_i |g_i|`` over the clean and
+    perturbed per-sample gradients (None for a zero perturbation)."""
+    params = split_params(lo, hi, layers)
+    n = X.shape[0]
+    kind, k, zero = pert.kind, pert.k, pert.is_zero
+    if not zero and kind not in ("bounded", "label_flip", "removal", "substitution"):
+        raise InputError(f"unknown perturbation kind {kind!r}")
+    poisoned = not zero and kind in ("bounded", "label_flip")
+    eps = pert.eps if poisoned else 0.0
+    if poisoned and eps > 0:
+        hs, inputs = forward_bounds(params, torch.cat([X, X - eps]), torch.cat([X, X + eps]))
+        hsC = [(h0[:n], h1[:n]) for h0, h1 in hs]
+        hsP = [(h0[n:], h1[n:]) for h0, h1 in hs]
+        inC = [(a0[:n], None if a1 is None else a1[:n]) for a0, a1 in inputs]
+        inP = [(a0[n:], None if a1 is None else a1[n:]) for a0, a1 in inputs]
+    else:
+        hsC, inC = forward_bounds(params, X, None)
+        hsP, inP = hsC, inC
+    shared = inP is inC
+    zC = hsC[-1]
+    dC = delta_bounds(zC[0], zC[1], y, loss, LabelChange(), n_classes)
+    dP = None
+    if poisoned:
+        zP = hsP[-1]
+        dP = delta_bounds(zP[0], zP[1], y, loss, LabelChange(flip=pert.flips, nu=pert.nu),
+                          n_classes)
+    b = n
+    materialise = clip is not None or (kind in ("removal", "substitution") and not zero)
+
+    lows: list[Tensor] = []
+    highs: list[Tensor] = []
+    mags: list[Tensor] = []
+    for l in range(len(params) - 1, -1, -1):
+        Wl, Wu, bl, _ = params[l]
+        nonneg = l > 0
+        aC, aP = inC[l], inP[l]
+        blk_lo, blk_hi = [], []
+        # ---- the weight block and the bias block of layer l
+        sums = None if materialise else _sums(dC[0], dC[1], aC[0], aC[1], nonneg)
+        C = None
+        if sums is None or (poisoned and (clip is not None or not shared)):
+            C = _materialise(dC[0], dC[1], aC[0], aC[1], nonneg)
+            C = iv.clip(C[0], C[1], clip)
+            sums = (C[0].sum(1), C[1].sum(1))
+        parts = [(C, sums, "W")]
+        bias_C = None
+        if bl is not None:
+            if materialise or (poisoned and clip is not None):
+                bias_C = iv.clip(_rows(dC[0]), _rows(dC[1]), clip)
+                parts.append((bias_C, (bias_C[0].sum(1), bias_C[1].sum(1)), "b"))
+            else:
+                parts.append((None, (dC[0].sum(0), dC[1].sum(0)), "b"))
+        diffs = {}
+        if poisoned:
+            if clip is None and shared:
+                diffs["W"] = _shared_diff(dP, dC, aC[0], aC[1], nonneg)
+            else:
+                Pm = _materialise(dP[0], dP[1], aP[0], aP[1], nonneg)
+                Pm = iv.clip(Pm[0], Pm[1], clip)
+                diffs["W"] = (Pm[0] - C[0], Pm[1] - C[1])
+            if bl is not None:
+                if bias_C is None:
+                    diffs["b"] = (_sub_rows(dP[0], dC[0]), _sub_rows(dP[1], dC[1]))
+                else:
+                    bP = iv.clip(_rows(dP[0]), _rows(dP[1]), clip)
+                    diffs["b"] = (bP[0] - bias_C[0], bP[1] - bias_C[1])
+        for mat, (sl, su), name in parts:
+            if zero:
+                lo_, hi_ = sl / b, su / b
+            elif poisoned:
+                Dl, Du = diffs[name]
+                lo_ = (sl + _smallest_k_nonpos_sum(Dl, min(k, b))) / b
+                hi_ = (su + _largest_k_nonneg_sum(Du, min(k, b))) / b
+            elif kind == "removal":
+                if k >= b:
+                    raise InputError(f"removal of k = {k} could empty a batch of {b} samples")
+                lo_ = (sl - _largest_k_sum(mat[0], k)) / (b - k)
+                hi_ = (su - _smallest_k_sum(mat[1], k)) / (b - k)
+            else:  # substitution
+                kk = min(k, b)
+                lo_ = (sl - _largest_k_sum(mat[0], kk) - kk * clip) / b
+                hi_ = (su - _smallest_k_sum(mat[1], kk) + kk * clip) / b
+            blk_lo.append(lo_)
+            blk_hi.append(hi_)
+        lows = blk_lo + lows
+        highs = blk_hi + highs
+        # ---- magnitude bound sum_i |g_i| (clean and perturbed), for the outward widening
+        if not zero:
+            dm = _absmax(dC)
+            am = _absmax(aC)
+            if dP is not None and shared:
+                dm = dm + _absmax(dP)   # same inputs: one matmul for both
+            mag_blk = [_mm(dm, am)] + ([dm.sum(0)] if bl is not None else [])
+            if dP is not None and not shared:
+                dmP = _absmax(dP)
+                mag_blk[0] = mag_blk[0] + _mm(dmP, _absmax(aP))
+                if bl is not None:
+                    mag_blk[1] = mag_blk[1] + dmP.sum(0)
+            mags = mag_blk + mags
+        # ---- delta of the layer below
+        if l > 0:
+            hl_, hu_ = hsC[l - 1]
+            sl_, su_ = iv.heaviside(hl_, hu_)
+            dC = iv.mul_heaviside(*iv.matmul(dC[0], dC[1], Wl, Wu), sl_, su_)
+            if dP is not None:
+                if not shared:
+                    sl_, su_ = iv.heaviside(*hsP[l - 1])
+                pl, pu = iv.matmul(dP[0], dP[1], Wl, Wu)
+                dP = iv.mul_heaviside(pl, pu, sl_, su_)
+    dl = torch.cat(lows)
+    du = torch.cat(highs)
+    return dl, du, (torch.cat(mags) if mags else None)
+
+
+def _absmax(pair) -> Tensor:
+    """``max(|lo|, |hi|)`` of an interval (``= max(hi, -lo)`` as ``lo <= hi``)."""
+    lo, hi = pair
+    if hi is None or hi is lo:
+        return lo.abs()
+    return torch.maximum(hi, -lo)

@@ -53,15 +53,6 @@ def _largest_k_sum(x: Tensor, k: int) -> Tensor:
     return torch.topk(x, k, dim=1, largest=True, sorted=False).values.sum(1)
 
 
-def _smallest_k_nonpos_sum(x: Tensor, k: int) -> Tensor:
-    """``sum of the k smallest of min(x, 0)`` per row, selecting before clamping."""
-    if k <= 0:
-        return x.new_zeros(x.shape[0])
-    if k >= x.shape[1]:
-        return x.clamp_max(0.0).sum(1)
-    return torch.topk(x, k, dim=1, largest=False, sorted=False).values.clamp_max(0.0).sum(1)
-
-
 def _largest_k_nonneg_sum(x: Tensor, k: int) -> Tensor:
     if k <= 0:
         return x.new_zeros(x.shape[0])
@@ -99,14 +90,14 @@ def _materialise(dl: Tensor, du: Tensor, al: Tensor, au: Optional[Tensor], nonne
 
 
 def _bilinear(p1: Tensor, a1: Tensor, p2: Tensor, a2: Tensor, q1: Tensor, q2: Tensor, shape,
-              swap: bool = False):
-    """``lo = p1 a1 + p2 a2`` and ``hi = q1 a1 + q2 a2`` (``q1 a2 + q2 a1`` with ``swap``),
-    the deltas ``(o, 1, n)`` against the inputs ``(n, i)``: two passes each."""
+              swap: bool = False, sign: float = 1.0):
+    """``lo = p1 a1 + sign p2 a2`` and ``hi = q1 a1 + sign q2 a2`` (``q1 a2 + sign q2 a1``
+    with ``swap``), the deltas ``(o, 1, n)`` against the inputs ``(n, i)``: two passes each."""
     A1, A2 = a1.T[None], a2.T[None]
     lo = torch.mul(p1, A1, out=_dense(p1, A1))
-    lo.addcmul_(p2, A2)
+    lo.addcmul_(p2, A2, value=sign)
     hi = torch.mul(q1, A2 if swap else A1, out=_dense(p1, A1))
-    hi.addcmul_(q2, A1 if swap else A2)
+    hi.addcmul_(q2, A1 if swap else A2, value=sign)
     return lo.reshape(shape), hi.reshape(shape)
 
 
@@ -147,24 +138,34 @@ def _sums(dl: Tensor, du: Tensor, al: Tensor, au: Optional[Tensor], nonneg: bool
 
 
 def _shared_diff(dP, dC, al: Tensor, au: Optional[Tensor], nonneg: bool):
-    """``(lo(dP a^T) - lo(dC a^T), hi(dP a^T) - hi(dC a^T))`` as ``(out*in, n)`` for one
-    shared input ``a``, from the delta bounds alone."""
+    """``(lo(dC a^T) - lo(dP a^T), hi(dP a^T) - hi(dC a^T))`` as ``(out*in, n)`` for one
+    shared input ``a``, from the delta bounds alone, plus the same differences of the
+    deltas themselves (the bias block) as ``(out, n)``. The lower difference is returned
+    *negated* (clean minus perturbed) so that both sides select their ``k`` largest entries
+    (``topk(largest=True)`` is the faster one)."""
     (pl, pu), (cl, cu) = dP, dC
     n, o = pl.shape
     shape = (o * al.shape[1], n)
+    negL, U = _sub_rows(cl, pl), _sub_rows(pu, cu)       # contiguous (o, n)
+    bias = (negL, U)
     if au is None:
-        dL, dU = (pl - cl).T[:, None, :], (pu - cu).T[:, None, :]
+        dL, dU = negL[:, None, :], U[:, None, :]
         if nonneg:
-            return _outer(dL, al.T[None]).reshape(shape), _outer(dU, al.T[None]).reshape(shape)
-        return _bilinear(dL, al.clamp_min(0.0), dU, al.clamp_max(0.0), dU, dL, shape)
+            return (_outer(dL, al.T[None]).reshape(shape),
+                    _outer(dU, al.T[None]).reshape(shape)), bias
+        # -(lo(dP a) - lo(dC a)) = (cl - pl) a+ - (pu - cu) a-;
+        #   hi(dP a) - hi(dC a)  = (pu - cu) a+ - (cl - pl) a-
+        return _bilinear(dL, al.clamp_min(0.0), dU, al.clamp_max(0.0), dU, dL, shape,
+                         sign=-1.0), bias
     if not nonneg:
         Pl, Pu = _materialise(pl, pu, al, au, False)
         Cl, Cu = _materialise(cl, cu, al, au, False)
-        return Pl - Cl, Pu - Cu
-    return _bilinear((pl.clamp_min(0.0) - cl.clamp_min(0.0)).T[:, None, :], al,
-                     (pl.clamp_max(0.0) - cl.clamp_max(0.0)).T[:, None, :], au,
-                     (pu.clamp_min(0.0) - cu.clamp_min(0.0)).T[:, None, :],
-                     (pu.clamp_max(0.0) - cu.clamp_max(0.0)).T[:, None, :], shape, swap=True)
+        return (Cl - Pl, Pu - Cu), bias
+    return _bilinear(_sub_rows(cl.clamp_min(0.0), pl.clamp_min(0.0))[:, None, :], al,
+                     _sub_rows(cl.clamp_max(0.0), pl.clamp_max(0.0))[:, None, :], au,
+                     _sub_rows(pu.clamp_min(0.0), cu.clamp_min(0.0))[:, None, :],
+                     _sub_rows(pu.clamp_max(0.0), cu.clamp_max(0.0))[:, None, :], shape,
+                     swap=True), bias
 
 
 def _rows(x: Tensor) -> Tensor:
@@ -239,23 +240,23 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
         diffs = {}
         if poisoned:
             if clip is None and shared:
-                diffs["W"] = _shared_diff(dP, dC, aC[0], aC[1], nonneg)
+                diffs["W"], diffs["b"] = _shared_diff(dP, dC, aC[0], aC[1], nonneg)
             else:
                 Pm = _materialise(dP[0], dP[1], aP[0], aP[1], nonneg)
                 Pm = iv.clip(Pm[0], Pm[1], clip)
-                diffs["W"] = (Pm[0] - C[0], Pm[1] - C[1])
-            if bl is not None:
-                if bias_C is None:
-                    diffs["b"] = (_sub_rows(dP[0], dC[0]), _sub_rows(dP[1], dC[1]))
-                else:
-                    bP = iv.clip(_rows(dP[0]), _rows(dP[1]), clip)
-                    diffs["b"] = (bP[0] - bias_C[0], bP[1] - bias_C[1])
+                diffs["W"] = (C[0] - Pm[0], Pm[1] - C[1])
+                if bl is not None:
+                    if bias_C is None:
+                        diffs["b"] = (_sub_rows(dC[0], dP[0]), _sub_rows(dP[1], dC[1]))
+                    else:
+                        bP = iv.clip(_rows(dP[0]), _rows(dP[1]), clip)
+                        diffs["b"] = (bias_C[0] - bP[0], bP[1] - bias_C[1])
         for mat, (sl, su), name in parts:
             if zero:
                 lo_, hi_ = sl / b, su / b
             elif poisoned:
-                Dl, Du = diffs[name]
-                lo_ = (sl + _smallest_k_nonpos_sum(Dl, min(k, b))) / b
+                negDl, Du = diffs[name]   # negDl = gl - gpl: k smallest of min(gpl - gl, 0)
+                lo_ = (sl - _largest_k_nonneg_sum(negDl, min(k, b))) / b
                 hi_ = (su + _largest_k_nonneg_sum(Du, min(k, b))) / b
             elif kind == "removal":
                 if k >= b:
@@ -283,19 +284,29 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
                 if bl is not None:
                     mag_blk[1] = mag_blk[1] + dmP.sum(0)
             mags = mag_blk + mags
-        # ---- delta of the layer below
+        # ---- delta of the layer below: (W^T delta) * [H(hl), H(hu)]  (iv.mul_heaviside)
         if l > 0:
-            hl_, hu_ = hsC[l - 1]
-            sl_, su_ = iv.heaviside(hl_, hu_)
-            dC = iv.mul_heaviside(*iv.matmul(dC[0], dC[1], Wl, Wu), sl_, su_)
+            on, off = _relu_masks(hsC[l - 1])
+            dC = _mul_masks(*iv.matmul(dC[0], dC[1], Wl, Wu), on, off)
             if dP is not None:
                 if not shared:
-                    sl_, su_ = iv.heaviside(*hsP[l - 1])
-                pl, pu = iv.matmul(dP[0], dP[1], Wl, Wu)
-                dP = iv.mul_heaviside(pl, pu, sl_, su_)
+                    on, off = _relu_masks(hsP[l - 1])
+                dP = _mul_masks(*iv.matmul(dP[0], dP[1], Wl, Wu), on, off)
     dl = torch.cat(lows)
     du = torch.cat(highs)
     return dl, du, (torch.cat(mags) if mags else None)
+
+
+def _relu_masks(h):
+    """``(h_lo > 0, h_hi <= 0)``: the ReLU surely active / surely inactive."""
+    return h[0] > 0, h[1] <= 0
+
+
+def _mul_masks(dl: Tensor, du: Tensor, on: Tensor, off: Tensor):
+    """:func:`mipcert.bounds.interval.mul_heaviside` from boolean masks computed once."""
+    lo = torch.where(on, dl, dl.clamp_max(0.0)).masked_fill_(off, 0.0)
+    hi = torch.where(on, du, du.clamp_min(0.0)).masked_fill_(off, 0.0)
+    return lo, hi
 
 
 def _absmax(pair) -> Tensor:

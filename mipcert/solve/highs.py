@@ -184,11 +184,9 @@ class HighsBackend(Backend):
             h.cbMipInterrupt.subscribe(interrupt)
             subscribed.append((h.cbMipInterrupt, interrupt))
         timer = Timer()
-        _Scheduler.enter(h, self.threads)
         try:
-            h.run()
+            self._run()
         finally:
-            _Scheduler.leave()
             for event, fn in subscribed:
                 event.unsubscribe(fn)
         seconds = timer()
@@ -246,17 +244,23 @@ class HighsBackend(Backend):
                        solver=self.name, gap=gap, nodes=nodes, message=message,
                        _x=x, _index=self.index if x is not None else None)
 
+    def _run(self) -> None:
+        """``h.run()`` inside the process-wide thread-pool guard."""
+        _Scheduler.enter(self.h, self.threads)
+        try:
+            self.h.run()
+        finally:
+            _Scheduler.leave()
+
     def _disambiguate(self, seconds: float) -> Outcome:
         """Presolve said 'unbounded or infeasible': re-solve without presolve to tell which."""
         h = self.h
         _, presolve = h.getOptionValue("presolve")
         h.setOptionValue("presolve", "off")
         timer = Timer()
-        _Scheduler.enter(h, self.threads)
         try:
-            h.run()
+            self._run()
         finally:
-            _Scheduler.leave()
             h.setOptionValue("presolve", presolve)
         ms = h.getModelStatus()
         if ms == highspy.HighsModelStatus.kUnboundedOrInfeasible:

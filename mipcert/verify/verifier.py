@@ -33,6 +33,10 @@ from .result import VerificationResult
 
 log = logging.getLogger(__name__)
 
+# A solver's dual bound comes from LPs solved to a feasibility tolerance (~1e-7), so a
+# clause counts as proved by a solver only when its bound clears this margin; bounds from
+# CROWN / input splitting are rigorous (outward-rounded) and only need to be > 0.
+SOLVER_PROOF_MARGIN = 1e-6
 # Share of the remaining time that input splitting may use before the MILP takes over.
 SPLIT_SHARE = 0.5
 # A witness from onnxruntime (float32) may miss the float64 margin by this much.
@@ -174,13 +178,13 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
             engine.set_objective(margins[k], sense="min")
             mip_start = _start_point(network, region, k, model, margins[k]) \
                 if relaxation.integral else None
-            out = engine.solve(time_limit=left(), stop_bound=0.0, on_incumbent=on_incumbent,
-                               start=mip_start)
+            out = engine.solve(time_limit=left(), stop_bound=SOLVER_PROOF_MARGIN,
+                               on_incumbent=on_incumbent, start=mip_start)
             rstats["solves"].append({"clause": k, "status": out.status, "bound": out.bound,
                                      "value": out.value, "seconds": round(out.seconds, 4)})
             if check.found is not None:
                 return done("sat", "milp", check.found)
-            if out.bound > 0:
+            if out.bound > SOLVER_PROOF_MARGIN:
                 proven.append(max(out.bound, m_lo[k]))
                 continue
             incomplete = True

@@ -93,11 +93,16 @@ def _bilinear(p1: Tensor, a1: Tensor, p2: Tensor, a2: Tensor, q1: Tensor, q2: Te
               swap: bool = False, sign: float = 1.0):
     """``lo = p1 a1 + sign p2 a2`` and ``hi = q1 a1 + sign q2 a2`` (``q1 a2 + sign q2 a1``
     with ``swap``), the deltas ``(o, 1, n)`` against the inputs ``(n, i)``: two passes each."""
-    A1, A2 = a1.T[None], a2.T[None]
-    lo = torch.mul(p1, A1, out=_dense(p1, A1))
-    lo.addcmul_(p2, A2, value=sign)
-    hi = torch.mul(q1, A2 if swap else A1, out=_dense(p1, A1))
-    hi.addcmul_(q2, A1 if swap else A2, value=sign)
+    A1, A2 = _rows(a1)[None], _rows(a2)[None]
+    p1, p2, q1, q2 = (x if x.is_contiguous() else x.contiguous() for x in (p1, p2, q1, q2))
+    lo = torch.mul(p1, A1)
+    hi = torch.mul(q1, A2 if swap else A1)
+    if sign > 0:
+        lo += p2 * A2
+        hi += q2 * (A1 if swap else A2)
+    else:
+        lo -= p2 * A2
+        hi -= q2 * (A1 if swap else A2)
     return lo.reshape(shape), hi.reshape(shape)
 
 
@@ -109,6 +114,12 @@ def _dense(d: Tensor, a: Tensor) -> Tensor:
 
 
 def _outer(d: Tensor, a: Tensor) -> Tensor:
+    """``d (o, 1, n) * a (1, i, n)`` as a contiguous ``(o, i, n)`` (operands made
+    contiguous first: broadcasting strided views is several times slower)."""
+    if not d.is_contiguous():
+        d = d.contiguous()
+    if not a.is_contiguous():
+        a = a.contiguous()
     return torch.mul(d, a, out=_dense(d, a))
 
 
@@ -168,6 +179,68 @@ def _shared_diff(dP, dC, al: Tensor, au: Optional[Tensor], nonneg: bool):
                      swap=True), bias
 
 
+#: elements of one chunk of per-sample values (``2**16`` float64 = 512 KiB: about L2 size)
+CHUNK_ELEMENTS = 1 << 16
+
+
+def _topk_bilinear(al_: Tensor, a1: Tensor, be: Optional[Tensor], a2: Optional[Tensor],
+                   k: int, sign: float = 1.0) -> Tensor:
+    """Per row ``(o, j)``: the sum of the ``k`` largest of ``max(0, v_i)`` over the samples,
+    ``v_i = al_[o, i] a1[j, i] + sign be[o, i] a2[j, i]`` (``be`` None: the first term only),
+    from ``(o, n)`` and ``(in, n)`` contiguous rows; returns ``(o * in,)``.
+
+    The ``(o, in, n)`` values are built and reduced in chunks that stay in cache: the same
+    numbers as materialising them whole, without a pass over memory per elementwise op."""
+    o, n = al_.shape
+    i = a1.shape[0]
+    out = torch.empty((o, i), dtype=al_.dtype, device=al_.device)
+    kk = min(k, n)
+    rows = max(1, CHUNK_ELEMENTS // max(n, 1))
+    go = max(1, min(o, rows // i)) if i <= rows else 1
+    gj = i if i <= rows else rows
+    for o0 in range(0, o, go):
+        A, B = al_[o0:o0 + go, None, :], None if be is None else be[o0:o0 + go, None, :]
+        for j0 in range(0, i, gj):
+            v = A * a1[None, j0:j0 + gj, :]
+            if B is not None:
+                if sign > 0:
+                    v += B * a2[None, j0:j0 + gj, :]
+                else:
+                    v -= B * a2[None, j0:j0 + gj, :]
+            v = v.reshape(-1, n)
+            if kk < n:
+                v = torch.topk(v, kk, dim=1, largest=True, sorted=False).values
+            out[o0:o0 + go, j0:j0 + gj] = v.clamp_min(0.0).sum(1).reshape(-1, min(gj, i - j0))
+    return out.reshape(-1)
+
+
+def _shared_topk(dP, dC, al: Tensor, au: Optional[Tensor], nonneg: bool, k: int):
+    """For one shared input ``a``: ``(s_lo, s_hi)`` with ``s_lo`` the sum of the ``k``
+    largest of ``max(0, lo(dC a^T) - lo(dP a^T))`` and ``s_hi`` that of
+    ``max(0, hi(dP a^T) - hi(dC a^T))`` per weight (``(out*in,)``), and the same two sums
+    for the bias block (``d`` itself, ``(out,)``). Equal to :func:`_shared_diff` followed by
+    the top-k sums, computed chunk by chunk."""
+    (pl, pu), (cl, cu) = dP, dC
+    negL, U = _sub_rows(cl, pl), _sub_rows(pu, cu)            # (o, n)
+    bias = (_largest_k_nonneg_sum(negL, k), _largest_k_nonneg_sum(U, k))
+    if au is None:
+        a = _rows(al)
+        if nonneg:
+            return (_topk_bilinear(negL, a, None, None, k),
+                    _topk_bilinear(U, a, None, None, k)), bias
+        ap, an = a.clamp_min(0.0), a.clamp_max(0.0)
+        return (_topk_bilinear(negL, ap, U, an, k, sign=-1.0),
+                _topk_bilinear(U, ap, negL, an, k, sign=-1.0)), bias
+    if not nonneg:
+        Dl, Du = _shared_diff(dP, dC, al, au, nonneg)[0]
+        return (_largest_k_nonneg_sum(Dl, k), _largest_k_nonneg_sum(Du, k)), bias
+    A1, A2 = _rows(al), _rows(au)
+    return (_topk_bilinear(_sub_rows(cl.clamp_min(0.0), pl.clamp_min(0.0)), A1,
+                           _sub_rows(cl.clamp_max(0.0), pl.clamp_max(0.0)), A2, k),
+            _topk_bilinear(_sub_rows(pu.clamp_min(0.0), cu.clamp_min(0.0)), A2,
+                           _sub_rows(pu.clamp_max(0.0), cu.clamp_max(0.0)), A1, k)), bias
+
+
 def _rows(x: Tensor) -> Tensor:
     """``(n, w)`` -> contiguous ``(w, n)`` (one pass)."""
     out = torch.empty((x.shape[1], x.shape[0]), dtype=x.dtype, device=x.device)
@@ -175,9 +248,9 @@ def _rows(x: Tensor) -> Tensor:
 
 
 def _sub_rows(a: Tensor, b: Tensor) -> Tensor:
-    """``(a - b)^T`` as a contiguous ``(w, n)`` tensor, in one pass."""
-    out = torch.empty((a.shape[1], a.shape[0]), dtype=a.dtype, device=a.device)
-    return torch.sub(a.T, b.T, out=out)
+    """``(a - b)^T`` as a contiguous ``(w, n)`` tensor (subtract, then one transposed
+    copy: a subtraction reading transposed views directly is slower)."""
+    return _rows(a - b)
 
 
 # ---------------------------------------------------------------- one step
@@ -238,9 +311,10 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
             else:
                 parts.append((None, (dC[0].sum(0), dC[1].sum(0)), "b"))
         diffs = {}
+        topk_sums = None
         if poisoned:
             if clip is None and shared:
-                diffs["W"], diffs["b"] = _shared_diff(dP, dC, aC[0], aC[1], nonneg)
+                topk_sums = _shared_topk(dP, dC, aC[0], aC[1], nonneg, min(k, b))
             else:
                 Pm = _materialise(dP[0], dP[1], aP[0], aP[1], nonneg)
                 Pm = iv.clip(Pm[0], Pm[1], clip)
@@ -255,9 +329,14 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
             if zero:
                 lo_, hi_ = sl / b, su / b
             elif poisoned:
-                negDl, Du = diffs[name]   # negDl = gl - gpl: k smallest of min(gpl - gl, 0)
-                lo_ = (sl - _largest_k_nonneg_sum(negDl, min(k, b))) / b
-                hi_ = (su + _largest_k_nonneg_sum(Du, min(k, b))) / b
+                if topk_sums is not None:   # k largest of max(0, gl - gpl), of max(0, gpu - gu)
+                    tl, tu = topk_sums[0 if name == "W" else 1]
+                else:
+                    negDl, Du = diffs[name]   # negDl = gl - gpl
+                    tl = _largest_k_nonneg_sum(negDl, min(k, b))
+                    tu = _largest_k_nonneg_sum(Du, min(k, b))
+                lo_ = (sl - tl) / b
+                hi_ = (su + tu) / b
             elif kind == "removal":
                 if k >= b:
                     raise InputError(f"removal of k = {k} could empty a batch of {b} samples")

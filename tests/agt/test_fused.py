@@ -71,3 +71,18 @@ def test_mul_heaviside_matches_definition():
     for i in range(6):
         vals = [d * s for d in (d_lo[i], d_hi[i]) for s in (s_lo[i], s_hi[i])]
         assert lo[i] == min(vals) and hi[i] == max(vals)
+
+
+@pytest.mark.parametrize("chunk", [1, 20, 40, 100])
+@pytest.mark.parametrize("loss,hidden", [("cross_entropy", (6,)), ("bce", (5, 3)), ("hinge", ())])
+def test_chunked_topk_equals_reference(monkeypatch, chunk, loss, hidden):
+    """Tiny chunks (several per weight block, split along both the output and the input
+    units) give the reference box."""
+    from mipcert.agt import stepbounds
+    monkeypatch.setattr(stepbounds, "CHUNK_ELEMENTS", chunk)
+    inst, data, run = build(small_doc(loss=loss, kind="label_flip", k=3, hidden=hidden))
+    fast = interval_agt(run, inst.perturbation)
+    ref = interval_agt(run, inst.perturbation, reference=True)
+    scale = max(np.abs(ref.lower).max(), np.abs(ref.upper).max(), 1.0)
+    np.testing.assert_allclose(fast.lower, ref.lower, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(fast.upper, ref.upper, rtol=0, atol=1e-12 * scale)

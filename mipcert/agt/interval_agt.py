@@ -2,7 +2,8 @@
 
 FORMULATIONS 3.5: for every step ``t`` of the fixed run, bound the per-sample gradients of
 the batch over the current box (:mod:`.propagate`), aggregate them under the perturbation
-model with a per-batch budget (:mod:`.aggregate`) into ``[d_l, d_u]`` and update
+model with a per-batch budget (:mod:`.aggregate`) into ``[d_l, d_u]`` (both fused, without
+materialising what an aggregation does not need, in :mod:`.stepbounds`) and update
 
     theta_l <- theta_l - eta_t d_u,     theta_u <- theta_u - eta_t d_l.
 

@@ -82,15 +82,24 @@ def matmul(al: Tensor, au: Optional[Tensor], Bl: Tensor, Bu: Optional[Tensor],
 
     Implementation: the halving is moved onto ``B`` (``Am Bm = (al + au)(Bm / 2)``, exact
     scaling by a power of two), so ``A`` is touched by two or three elementwise passes; when
-    the inner dimension is narrow (``2k <= m``) the two radius products are one matmul of
-    ``[|Am|, Ar]`` against ``[Br; |Bm| + Br]``.
+    the inner dimension is narrow (``2k <= m``, e.g. the backward pass through a 2-unit
+    output layer) ``[lo | hi]`` is one matmul of ``[Am, |Am|, Ar]`` against the stacked
+    ``B`` terms, which saves the ``(n, m)`` passes of ``mid -+ rad`` (the two ends are then
+    column views of one ``(n, 2m)`` result).
     """
     if au is None and Bu is None:
         c = al @ Bl
         return c, c
+    narrow = al.dim() == 2 and Bl.dim() == 2 and 2 * al.shape[-1] <= Bl.shape[-1]
+    m = Bl.shape[-1]
     if au is None:
         Bm, Br = mid_rad(Bl, Bu)
-        mid, rad = al @ Bm, (al if nonneg else al.abs()) @ Br
+        aa = al if nonneg else al.abs()
+        if narrow:  # [lo | hi] = [a, |a|] @ [[Bm, Bm], [-Br, Br]]: one matmul, no passes
+            out = torch.cat([al, aa], 1) @ torch.cat([torch.cat([Bm, Bm], 1),
+                                                      torch.cat([-Br, Br], 1)], 0)
+            return out[:, :m], out[:, m:]
+        mid, rad = al @ Bm, aa @ Br
     elif Bu is None:
         Am2, Ar2 = al + au, au - al
         mid, rad = Am2 @ (Bl * 0.5), Ar2 @ (Bl.abs() * 0.5)
@@ -100,11 +109,13 @@ def matmul(al: Tensor, au: Optional[Tensor], Bl: Tensor, Bu: Optional[Tensor],
         Am2a = Am2 if nonneg else Am2.abs()
         C = (Bm.abs() + Br) * 0.5
         Bh = Br * 0.5
+        if narrow:  # [lo | hi] = [Am2, |Am2|, Ar2] @ [[Bm/2, Bm/2], [-Br/2, Br/2], [-C, C]]
+            Bh2 = Bm * 0.5
+            out = torch.cat([Am2, Am2a, Ar2], 1) @ torch.cat(
+                [torch.cat([Bh2, Bh2], 1), torch.cat([-Bh, Bh], 1), torch.cat([-C, C], 1)], 0)
+            return out[:, :m], out[:, m:]
         mid = Am2 @ (Bm * 0.5)
-        if 2 * al.shape[-1] <= Bl.shape[-1] and al.dim() == 2 and Bl.dim() == 2:
-            rad = torch.cat([Am2a, Ar2], 1) @ torch.cat([Bh, C], 0)
-        else:
-            rad = Am2a @ Bh + Ar2 @ C
+        rad = Am2a @ Bh + Ar2 @ C
     return mid - rad, mid + rad
 
 

@@ -7,6 +7,7 @@ of the loss). A point is only returned after the caller's ``check`` confirms it.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -75,13 +76,14 @@ def local_search(network, region, rng, budget: int, rounds: int = 8, keep: int =
 
 
 def falsify(network, region, *, rng: np.random.Generator, restarts: int = 8, steps: int = 60,
-            check=None, budget: int | None = None):
+            check=None, budget: int | None = None, deadline: float | None = None):
     """Search ``region`` for an input whose output violates the property.
 
     Random + local search for inputs of at most :data:`LOCAL_SEARCH_MAX_DIM` dimensions
     (``budget`` forward passes, default from the network size), then uniform samples and PGD
     per clause. ``check(x) -> bool`` confirms a candidate (the verifier's float64 and
-    reference check). Returns the first confirmed ``x`` ``(n,)`` or ``None``.
+    reference check). ``deadline`` (``time.perf_counter()``) skips the remaining PGD runs.
+    Returns the first confirmed ``x`` ``(n,)`` or ``None``.
     """
     lo, hi = region.lo, region.hi
     n = lo.size
@@ -101,6 +103,9 @@ def falsify(network, region, *, rng: np.random.Generator, restarts: int = 8, ste
             log.info("falsified by random sampling (margin %.3g)", margins[i])
             return samples[i]
     for k, clause in enumerate(region.clauses):
+        if deadline is not None and time.perf_counter() > deadline:
+            log.info("falsification stopped by the time limit")
+            return None
         cm = clause.margin(network.forward(samples))
         starts = np.vstack([samples[np.argsort(cm)[: restarts // 2]], lo[None], hi[None],
                             lo + (hi - lo) * rng.random((restarts - restarts // 2, n))])

@@ -128,7 +128,7 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
     if attack:
         for region in spec.regions:
             check = _Witness(network, region, reference)
-            if falsify(network, region, rng=rng, check=check) is not None:
+            if falsify(network, region, rng=rng, check=check, deadline=deadline) is not None:
                 return done("sat", "attack", check.found)
 
     for ri, region in enumerate(spec.regions):
@@ -178,7 +178,8 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
             engine.set_objective(margins[k], sense="min")
             mip_start = _start_point(network, region, k, model, margins[k]) \
                 if relaxation.integral else None
-            out = engine.solve(time_limit=left(), stop_bound=SOLVER_PROOF_MARGIN,
+            out = engine.solve(time_limit=None if left() is None else max(left(), 0.01),
+                               stop_bound=SOLVER_PROOF_MARGIN,
                                on_incumbent=on_incumbent, start=mip_start)
             rstats["solves"].append({"clause": k, "status": out.status, "bound": out.bound,
                                      "value": out.value, "seconds": round(out.seconds, 4)})

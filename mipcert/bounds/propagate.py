@@ -63,7 +63,9 @@ def backsub_lower(blocks, pre, k, Lam, const, lo, hi):
     """Lower bound of ``Λ h_k + const`` over the input box.
 
     ``blocks``: tensors from :func:`_tensors`; ``pre``: bounds of blocks ``0..k-1``;
-    ``Λ``: ``(B, r, n_k)``; ``const``: ``(B, r)``. Returns ``(B, r)``.
+    ``Λ``: ``(B, r, n_k)``, or ``(r, n_k)`` when it is the same for every box (kept
+    unbatched until a ReLU relaxation makes it box-dependent); ``const``: ``(B, r)``.
+    Returns ``(B, r)``.
     """
     import torch
 
@@ -76,9 +78,15 @@ def backsub_lower(blocks, pre, k, Lam, const, lo, hi):
         if blocks[j - 1][2]:  # a_{j-1} = relu(h_{j-1}): relax
             alpha, s, t = _relu_relaxation(*pre[j - 1])
             pos, neg = Lam.clamp(min=0), Lam.clamp(max=0)
-            const = const + torch.einsum("brn,bn->br", neg, t)
-            Lam = pos * alpha.unsqueeze(1) + neg * s.unsqueeze(1)
+            if Lam.dim() == 2:
+                const = const + t @ neg.T
+                Lam = pos.unsqueeze(0) * alpha.unsqueeze(1) + neg.unsqueeze(0) * s.unsqueeze(1)
+            else:
+                const = const + torch.einsum("brn,bn->br", neg, t)
+                Lam = pos * alpha.unsqueeze(1) + neg * s.unsqueeze(1)
     c, r = (lo + hi) / 2, (hi - lo) / 2
+    if Lam.dim() == 2:
+        return const + c @ Lam.T - r @ Lam.abs().T
     return const + torch.einsum("brn,bn->br", Lam, c) - torch.einsum("brn,bn->br", Lam.abs(), r)
 
 
@@ -101,9 +109,9 @@ def crown(stack, lo, hi, device=None, given=None):
         elif k > 0:
             n = W.shape[0]
             eye = torch.eye(n, dtype=torch.float64, device=lo.device)
-            Lam = torch.cat([eye, -eye]).unsqueeze(0).expand(B, 2 * n, n)
-            lb = backsub_lower(blocks, pre, k, Lam, torch.zeros(B, 2 * n, dtype=torch.float64,
-                                                                 device=lo.device), lo, hi)
+            lb = backsub_lower(blocks, pre, k, torch.cat([eye, -eye]),
+                               torch.zeros(B, 2 * n, dtype=torch.float64, device=lo.device),
+                               lo, hi)
             cl, cu = widen(lb[:, :n], -lb[:, n:])
             il, iu = torch.maximum(il, cl), torch.minimum(iu, cu)
         pre.append((il, iu))

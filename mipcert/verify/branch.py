@@ -7,8 +7,11 @@ is proved; a sub-box whose centre (or a short PGD from it) is a confirmed witnes
 box, so when every leaf is proved the property holds on the region, with bound
 ``min over leaves of their lower bounds``.
 
-The split input is the one with the largest ``|∂margin/∂x_i| · width_i`` at the centre
-(the "smear" heuristic). For inputs of high dimension this is useless; the MILP takes over.
+The split input is chosen by trying them all: every box is cut in two along every input,
+all ``2 n`` children are bounded in one batch, and the cut whose worse child has the best
+bound is kept (its children's bounds are reused, so nothing is computed twice). On ACAS Xu
+this needs far fewer boxes than splitting the widest or most sensitive input. For inputs of
+high dimension splitting is useless; the MILP takes over.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bounds import batch_pre_bounds
-from .falsify import clause_margin_and_grad, pgd
+from .falsify import pgd
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +54,21 @@ def _margin_lower_bounds(network, region, lo, hi, device):
     return torch.stack(per_clause).min(dim=0).values.cpu().numpy()
 
 
-def _split_dims(network, region, lo, hi):
-    centre = (lo + hi) / 2
-    best_m = np.full(lo.shape[0], np.inf)
-    grad = np.zeros_like(lo)
-    for clause in region.clauses:
-        m, g = clause_margin_and_grad(network, clause, centre)
-        take = m < best_m
-        best_m[take], grad[take] = m[take], g[take]
-    score = np.abs(grad) * (hi - lo)
-    score[(hi - lo) <= 0] = -1.0
-    return np.argmax(score, axis=1), centre, best_m
-
-
-def input_split(network, region, *, check, deadline=None, max_boxes: int = 200_000,
-                batch: int = 256, device=None) -> SplitResult:
+def input_split(network, region, *, check, deadline=None, max_boxes: int = 400_000,
+                batch: int = 48, device=None) -> SplitResult:
     """Prove or falsify ``region`` by splitting its box (see module doc).
 
     ``check(x) -> bool`` confirms witnesses; ``deadline``: ``time.perf_counter()`` limit;
-    ``max_boxes``: budget of bounded sub-boxes before giving the rest back.
+    ``max_boxes``: budget of bounded sub-boxes before giving the rest back; ``batch``:
+    parent boxes split per round (each gives ``2 n`` candidate children).
     """
+    n = region.lo.size
     lo_q, hi_q = region.lo[None].copy(), region.hi[None].copy()
-    prio = np.zeros(1)
-    bound, seen = np.inf, 0
+    prio = _margin_lower_bounds(network, region, lo_q, hi_q, device)
+    seen = 1
+    if prio[0] > 0:
+        return SplitResult("proved", float(prio[0]), seen, lo_q[:0], hi_q[:0])
+    bound = np.inf
     while lo_q.shape[0]:
         if deadline is not None and time.perf_counter() > deadline:
             return SplitResult("timeout", bound, seen, lo_q, hi_q)
@@ -83,31 +78,40 @@ def input_split(network, region, *, check, deadline=None, max_boxes: int = 200_0
         take, rest = order[:batch], order[batch:]
         lo, hi = lo_q[take], hi_q[take]
         lo_q, hi_q, prio = lo_q[rest], hi_q[rest], prio[rest]
-        lb = _margin_lower_bounds(network, region, lo, hi, device)
-        seen += lo.shape[0]
-        proved = lb > 0
+        B = lo.shape[0]
+        # every box split along every input: children (B, n, 2)
+        mid = (lo + hi) / 2
+        c_lo = np.repeat(lo[:, None, None, :], 2, axis=2).repeat(n, axis=1)
+        c_hi = np.repeat(hi[:, None, None, :], 2, axis=2).repeat(n, axis=1)
+        dims = np.arange(n)
+        c_hi[:, dims, 0, dims] = mid[:, dims]
+        c_lo[:, dims, 1, dims] = mid[:, dims]
+        lb = _margin_lower_bounds(network, region, c_lo.reshape(-1, n), c_hi.reshape(-1, n),
+                                  device).reshape(B, n, 2)
+        seen += B * n * 2
+        lb[:, (hi - lo).max(axis=0) <= 0] = -np.inf  # never split a degenerate input
+        best = np.argmax(lb.min(axis=2), axis=1)
+        ch_lo = c_lo[np.arange(B), best].reshape(-1, n)
+        ch_hi = c_hi[np.arange(B), best].reshape(-1, n)
+        ch_lb = lb[np.arange(B), best].reshape(-1)
+        proved = ch_lb > 0
         if proved.any():
-            bound = min(bound, float(lb[proved].min()))
-        lo, hi, lb = lo[~proved], hi[~proved], lb[~proved]
-        if not lo.shape[0]:
-            continue
-        dims, centre, m = _split_dims(network, region, lo, hi)
-        for i in np.flatnonzero(m <= 0):
-            if check(centre[i]):
-                return SplitResult("witness", bound, seen, lo_q, hi_q)
-        # a short attack inside the most suspicious boxes
-        for i in np.argsort(lb)[:4]:
-            for clause in region.clauses:
-                sub = type(region)(lo[i], hi[i], region.clauses)
-                xs, ms = pgd(network, sub, clause, centre[i][None], steps=15)
-                if ms[0] <= 0 and check(xs[0]):
+            bound = min(bound, float(ch_lb[proved].min()))
+        ch_lo, ch_hi, ch_lb = ch_lo[~proved], ch_hi[~proved], ch_lb[~proved]
+        if ch_lo.shape[0]:
+            centre = (ch_lo + ch_hi) / 2
+            m = region.margin(network.forward(centre))
+            for i in np.flatnonzero(m <= 0):
+                if check(centre[i]):
                     return SplitResult("witness", bound, seen, lo_q, hi_q)
-        mid = centre[np.arange(lo.shape[0]), dims]
-        hi_left, lo_right = hi.copy(), lo.copy()
-        hi_left[np.arange(lo.shape[0]), dims] = mid
-        lo_right[np.arange(lo.shape[0]), dims] = mid
-        lo_q = np.vstack([lo_q, lo, lo_right])
-        hi_q = np.vstack([hi_q, hi_left, hi])
-        prio = np.concatenate([prio, lb, lb])
+            for i in np.argsort(ch_lb)[:2]:   # a short attack inside the worst boxes
+                sub = type(region)(ch_lo[i], ch_hi[i], region.clauses)
+                for clause in region.clauses:
+                    xs, ms = pgd(network, sub, clause, centre[i][None], steps=15)
+                    if ms[0] <= 0 and check(xs[0]):
+                        return SplitResult("witness", bound, seen, lo_q, hi_q)
+        lo_q = np.vstack([lo_q, ch_lo])
+        hi_q = np.vstack([hi_q, ch_hi])
+        prio = np.concatenate([prio, ch_lb])
     log.info("input split proved the region with %d sub-boxes (bound %.3g)", seen, bound)
     return SplitResult("proved", bound, seen, lo_q, hi_q)

@@ -35,3 +35,23 @@ def test_verdict_agrees(row):
         assert np.allclose(y_ort, y, atol=1e-4)
     else:
         assert result.bound is not None and result.bound > 0
+
+
+# ACAS Xu property 1 (Katz et al., CAV 2017; written here from its published definition,
+# in the competition's normalised inputs): it holds on all 45 networks.
+PROP_1 = Path(__file__).resolve().parents[1] / "data" / "acasxu_prop_1.vnnlib"
+ACAS = sorted((VNNCOMP / "acasxu").glob("*.onnx")) if VNNCOMP.exists() else []
+
+
+@pytest.mark.skipif(not ACAS, reason="../shared/vnncomp is not present")
+@pytest.mark.slow
+@pytest.mark.parametrize("onnx_path", ACAS, ids=lambda p: p.stem)
+def test_acasxu_property_1_holds(onnx_path):
+    network = load_network(onnx_path)
+    spec = parse_vnnlib(PROP_1, 5, 5)
+    result = verify(network, spec, timeout=TIME_LIMIT)
+    assert result.verdict == "unsat", result.stats
+    # the proven bound really is below the margin everywhere we look
+    region = spec.regions[0]
+    xs = region.lo + (region.hi - region.lo) * np.random.default_rng(0).random((20000, 5))
+    assert region.margin(network.forward(xs)).min() >= result.bound

@@ -35,6 +35,21 @@ def check_keys(table: dict, allowed: Iterable[str], where: str) -> None:
             f"[{where}]; valid keys are: {', '.join(sorted(allowed))}")
 
 
+def get_typed(table: dict, key: str, typ, where: str, default=None, required: bool = False):
+    """``table[key]`` checked against ``typ`` (an int is accepted for a float, a bool never
+    for a number); missing → ``default``, or an error naming the key when ``required``."""
+    if key not in table:
+        if required:
+            raise InputError(f"[{where}] needs the key {key!r}")
+        return default
+    v = table[key]
+    if typ is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if (typ in (int, float) and isinstance(v, bool)) or not isinstance(v, typ):
+        raise InputError(f"[{where}] {key} = {v!r} must be of type {typ.__name__}")
+    return v
+
+
 def resolve_path(value: str, base: Path) -> Path:
     """A path from an instance file, relative to the file's folder unless absolute."""
     p = Path(value)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..network.training import LOSSES
-from ..tomlconf import check_keys, load_toml, resolve_path
+from ..tomlconf import check_keys, get_typed, load_toml, resolve_path
 
 SOURCES = ("moons", "blobs", "digits", "breast_cancer", "diabetes")
 FEATURES = ("identity", "poly2", "poly3")
@@ -110,17 +110,7 @@ class Instance:
         return d
 
 
-def _get(table: dict, key: str, typ, where: str, default=None, required=False):
-    if key not in table:
-        if required:
-            raise InputError(f"[{where}] needs the key {key!r}")
-        return default
-    v = table[key]
-    if typ is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if typ is int and isinstance(v, bool) or not isinstance(v, typ):
-        raise InputError(f"[{where}] {key} = {v!r} must be of type {typ.__name__}")
-    return v
+_get = get_typed
 
 
 def _choice(value: str, options, key: str, where: str) -> str:

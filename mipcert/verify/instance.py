@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..tomlconf import check_keys, load_toml, resolve_path
+from ..tomlconf import check_keys, get_typed, load_toml, resolve_path
 
 METHODS = ("ibp", "crown", "lp", "milp")
 SOLVERS = ("highs", "scip", "gurobi")
@@ -95,18 +95,7 @@ class RobustnessInstance:
         return load_points(self.data)
 
 
-def _get(table: dict, key: str, typ, where: str, default=None, required: bool = False):
-    """``table[key]`` checked against ``typ`` (int accepted for float, bool never for int)."""
-    if key not in table:
-        if required:
-            raise InputError(f"[{where}] needs the key {key!r}")
-        return default
-    v = table[key]
-    if typ is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if (typ in (int, float) and isinstance(v, bool)) or not isinstance(v, typ):
-        raise InputError(f"[{where}] {key} = {v!r} must be of type {typ.__name__}")
-    return v
+_get = get_typed
 
 
 def _section(doc: dict, name: str, required: bool) -> dict:

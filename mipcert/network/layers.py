@@ -7,6 +7,8 @@ Convolutions are lowered to :class:`Dense` at import time.
 """
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,11 +26,12 @@ def _as_float64(name: str, array) -> np.ndarray:
 
 
 @dataclass(eq=False)
-class Layer:
+class Layer(abc.ABC):
     """Base class. ``in_size``/``out_size`` are flat sizes."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:  # (batch, in) -> (batch, out)
-        raise NotImplementedError(type(self).__name__)
+    @abc.abstractmethod
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``(batch, in) -> (batch, out)``."""
 
     @property
     def is_affine(self) -> bool:
@@ -37,7 +40,7 @@ class Layer:
 
     def as_affine(self, in_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(A, c)`` with ``A`` of shape ``(out, in)`` such that ``y = A x + c``."""
-        raise NotImplementedError(type(self).__name__)
+        raise InputError(f"{type(self).__name__} is not an affine layer")
 
     def out_size(self, in_size: int) -> int:
         return in_size

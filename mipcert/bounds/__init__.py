@@ -101,23 +101,16 @@ def clause_margin_bounds(network, bounds, region, method):
     """
     import torch
 
-    from .propagate import linear_lower_bound
+    from .propagate import clause_bounds
 
     stack = network.affine_relu_stack()
-    dev = torch.device("cpu")
-    lo_t = torch.as_tensor(region.lo[None], dtype=torch.float64, device=dev)
-    hi_t = torch.as_tensor(region.hi[None], dtype=torch.float64, device=dev)
+    lo_t = torch.as_tensor(region.lo[None], dtype=torch.float64)
+    hi_t = torch.as_tensor(region.hi[None], dtype=torch.float64)
     pre = [(torch.as_tensor(l[None]), torch.as_tensor(u[None])) for l, u in bounds.pre]
-    lows, highs = [], []
-    for clause in region.clauses:
-        with torch.no_grad():
-            lb = linear_lower_bound(stack, pre, lo_t, hi_t, clause.C, clause.d,
-                                    "ibp" if method == "ibp" else "crown")[0].numpy()
-            ub = -linear_lower_bound(stack, pre, lo_t, hi_t, -clause.C, -clause.d,
-                                     "ibp" if method == "ibp" else "crown")[0].numpy()
-        lows.append(float(np.max(lb)))   # a lower bound of max_r is max_r of lower bounds
-        highs.append(float(np.max(ub)))
-    return np.array(lows), np.array(highs)
-
+    kind = "ibp" if method == "ibp" else "crown"
+    with torch.no_grad():
+        lows = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind)[0].numpy()
+        highs = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind, upper=True)[0].numpy()
+    return lows, highs
 
 __all__ = ["Bounds", "FP_SLACK", "METHODS", "batch_pre_bounds", "clause_margin_bounds", "compute_bounds"]

@@ -159,3 +159,22 @@ def linear_lower_bound(stack, pre, lo, hi, C, d, method="crown"):
     else:
         val = backsub_lower(blocks, pre, L, C, -d, lo, hi)
     return widen(val, val)[0]
+
+
+def clause_bounds(stack, pre, lo, hi, clauses, method="crown", upper=False):
+    """Sound bounds of every clause margin ``max_r (C_r y - d_r)`` over every box.
+
+    ``clauses``: objects with ``C`` ``(r, m)`` and ``d`` ``(r,)``. A lower bound of a max is
+    the max of the rows' lower bounds; an upper bound the max of their upper bounds.
+    Returns ``(B, n_clauses)``.
+    """
+    import torch
+
+    out = []
+    for clause in clauses:
+        if upper:
+            row = -linear_lower_bound(stack, pre, lo, hi, -clause.C, -clause.d, method)
+        else:
+            row = linear_lower_bound(stack, pre, lo, hi, clause.C, clause.d, method)
+        out.append(row.max(dim=1).values)
+    return torch.stack(out, dim=1)

@@ -40,18 +40,15 @@ class SplitResult:
 
 
 def _margin_lower_bounds(network, region, lo, hi, device):
+    """CROWN lower bound of the region margin ``min_k m_k`` for boxes ``lo, hi`` ``(B, n)``."""
     import torch
 
-    from ..bounds.propagate import linear_lower_bound
+    from ..bounds.propagate import clause_bounds
 
     pre, lo_t, hi_t = batch_pre_bounds(network, lo, hi, "crown", device)
-    stack = network.affine_relu_stack()
-    per_clause = []
     with torch.no_grad():
-        for clause in region.clauses:
-            lb = linear_lower_bound(stack, pre, lo_t, hi_t, clause.C, clause.d, "crown")
-            per_clause.append(lb.max(dim=1).values)
-    return torch.stack(per_clause).min(dim=0).values.cpu().numpy()
+        lb = clause_bounds(network.affine_relu_stack(), pre, lo_t, hi_t, region.clauses)
+    return lb.min(dim=1).values.cpu().numpy()
 
 
 def input_split(network, region, *, check, deadline=None, max_boxes: int = 400_000,

@@ -47,15 +47,18 @@ def clause_margin(block: pyo.Block, clause, name: str, lo: float | None = None,
 
 
 def add_margin_objective(model: pyo.Block, block: pyo.Block, region, margin_lo, margin_hi,
-                         relaxation=Relaxation.MILP, name: str = "margin") -> pyo.Objective:
+                         relaxation=Relaxation.MILP, name: str = "margin",
+                         margins=None) -> pyo.Objective:
     """Add ``minimise margin`` for a whole region (all its clauses) to ``model``.
 
     ``margin_lo, margin_hi``: ``(n_clauses,)`` sound bounds of each clause margin (e.g. from
-    :func:`mipcert.bounds.propagate.linear_lower_bound`), used for the Big-M of the clause choice.
+    :func:`mipcert.bounds.clause_margin_bounds`), used for the Big-M of the clause choice.
+    ``margins``: the clause margins if already built (:func:`clause_margin`), else built here.
     """
     relaxation = Relaxation.parse(relaxation)
-    exprs = [clause_margin(block, c, f"clause{k}", float(margin_lo[k]), float(margin_hi[k]))
-             for k, c in enumerate(region.clauses)]
+    exprs = margins if margins is not None else [
+        clause_margin(block, c, f"clause{k}", float(margin_lo[k]), float(margin_hi[k]))
+        for k, c in enumerate(region.clauses)]
     if len(exprs) == 1:
         obj = pyo.Objective(expr=exprs[0], sense=pyo.minimize)
     else:

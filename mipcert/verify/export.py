@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyomo.environ as pyo
 
 from ..bounds import clause_margin_bounds, compute_bounds
-from ..encode import add_margin_objective, build_network_block
+from ..encode import add_margin_objective, build_margin_model
 from ..relaxation import Relaxation
 
 
@@ -17,8 +17,6 @@ def margin_model(network, region, relaxation=Relaxation.MILP, bounds: str = "cro
     """
     b = compute_bounds(network, region.lo, region.hi, bounds, device=device)
     m_lo, m_hi = clause_margin_bounds(network, b, region, bounds)
-    model = pyo.ConcreteModel(name="mipcert_verify")
-    model.net = pyo.Block()
-    build_network_block(model.net, network, b, relaxation)
-    add_margin_objective(model, model.net, region, m_lo, m_hi, relaxation)
+    model, margins = build_margin_model(network, b, region, relaxation, m_lo, m_hi)
+    add_margin_objective(model, model.net, region, m_lo, m_hi, relaxation, margins=margins)
     return model

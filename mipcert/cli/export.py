@@ -6,6 +6,7 @@ several input regions gives one file per region, ``FILE`` stem + ``.r{i}``.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ._common import add_solver_options, load_problem
@@ -14,18 +15,12 @@ from ._common import add_solver_options, load_problem
 def register(sub) -> None:
     p = sub.add_parser("export", help="write the verification MILP/LP as .lp or .mps")
     p.add_argument("paths", nargs="+", metavar="FILE", help="NET.onnx PROP.vnnlib")
-    p.add_argument("--network", action="append", metavar="NAME=NET.onnx", help=argparse_hidden())
+    p.add_argument("--network", action="append", metavar="NAME=NET.onnx", help=argparse.SUPPRESS)
     p.add_argument("--format", choices=["lp", "mps"], default=None,
                    help="file format (default: from the suffix of -o)")
     p.add_argument("-o", "--output", required=True, help="output file")
     add_solver_options(p)
     p.set_defaults(func=run)
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def run(args) -> int:

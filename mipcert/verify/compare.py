@@ -270,7 +270,7 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
     point. See the module docstring for the meaning of every number.
     """
     from ..bounds import Bounds
-    from .verifier import _Witness, verify
+    from .verifier import Witness, verify
 
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -302,7 +302,7 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
                             float(nominal[i]), float(best_m[i]), t_attack, False)
             if p.misclassified:
                 p.falsified, p.counterexample = True, X[i].copy()
-            elif best_m[i] <= 0 and _Witness(network, region, reference)(best_x[i]):
+            elif best_m[i] <= 0 and Witness(network, region, reference)(best_x[i]):
                 p.falsified, p.counterexample = True, best_x[i].copy()
             broken = p.falsified
             for m in ("ibp", "crown"):

@@ -43,8 +43,9 @@ SPLIT_SHARE = 0.5
 REFERENCE_TOLERANCE = 1e-4
 
 
-class _Witness:
-    """Confirms candidate counterexamples in float64 (and with an optional reference)."""
+class Witness:
+    """Confirms candidate counterexamples of one region in float64 (and with an optional
+    reference forward pass); the first confirmed one is kept in ``found = (x, y, margin)``."""
 
     def __init__(self, network, region, reference=None):
         self.network, self.region, self.reference = network, region, reference
@@ -124,14 +125,14 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
             res.counterexample, res.margin = (x, y), margin
         return res
 
+    checks = [Witness(network, region, reference) for region in spec.regions]
     # 1. falsification over every region first: it is cheap and often decisive
     if attack:
-        for region in spec.regions:
-            check = _Witness(network, region, reference)
+        for region, check in zip(spec.regions, checks):
             if falsify(network, region, rng=rng, check=check, deadline=deadline) is not None:
                 return done("sat", "attack", check.found)
 
-    for ri, region in enumerate(spec.regions):
+    for region, check in zip(spec.regions, checks):
         rstats: dict = {"clauses": len(region.clauses)}
         stats["regions"].append(rstats)
         b = compute_bounds(network, region.lo, region.hi, bounds, device=device,
@@ -150,7 +151,6 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
             timed_out = incomplete = True
             break
         if relaxation.integral and split and network.input_size <= MAX_SPLIT_DIM:
-            check = _Witness(network, region, reference)
             share = None if left() is None else time.perf_counter() + SPLIT_SHARE * left()
             res = input_split(network, region, check=check, deadline=share, device=device)
             rstats["split"] = {"status": res.status, "boxes": res.boxes}
@@ -160,7 +160,6 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
                 proven.append(max(res.bound, float(m_lo.min())))
                 continue
         model, margins = build_margin_model(network, b, region, relaxation, m_lo, m_hi)
-        check = _Witness(network, region, reference)
         x_vars = model.net.inputs
 
         def on_incumbent(get, check=check, region=region, x_vars=x_vars):

@@ -30,22 +30,28 @@ from ..errors import InputError
 Tensor = torch.Tensor
 
 
+def topk_sum(x: Tensor, k: int, dim: int = 0, largest: bool = True,
+             nonneg: bool = False) -> Tensor:
+    """Sum of the ``k`` largest (or smallest) entries of ``x`` along ``dim``.
+
+    ``nonneg``: clamp the selected entries at 0 before summing (the k largest of
+    ``max(x, 0)``, since clamping is monotone, without clamping the whole array first).
+    """
+    n = x.shape[dim]
+    if k <= 0:
+        return x.new_zeros(x.shape[:dim] + x.shape[dim + 1:])
+    vals = x if k >= n else torch.topk(x, k, dim=dim, largest=largest, sorted=False).values
+    return (vals.clamp_min(0.0) if nonneg else vals).sum(dim)
+
+
 def sum_smallest(x: Tensor, k: int) -> Tensor:
     """Per column, the sum of the ``k`` smallest entries of ``x`` (``(b, P)`` -> ``(P,)``)."""
-    if k <= 0:
-        return torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device)
-    if k >= x.shape[0]:
-        return x.sum(0)
-    return torch.topk(x, k, dim=0, largest=False, sorted=False).values.sum(0)
+    return topk_sum(x, k, dim=0, largest=False)
 
 
 def sum_largest(x: Tensor, k: int) -> Tensor:
     """Per column, the sum of the ``k`` largest entries of ``x``."""
-    if k <= 0:
-        return torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device)
-    if k >= x.shape[0]:
-        return x.sum(0)
-    return torch.topk(x, k, dim=0, largest=True, sorted=False).values.sum(0)
+    return topk_sum(x, k, dim=0, largest=True)
 
 
 def nominal(gl: Tensor, gu: Tensor) -> tuple[Tensor, Tensor]:

@@ -29,6 +29,7 @@ import torch
 from ..bounds import interval as iv
 from ..errors import InputError
 from ..network.training import LayerShape
+from .aggregate import topk_sum
 from .instance import PerturbationConfig
 from .propagate import LabelChange, delta_bounds, forward_bounds, split_params
 
@@ -38,27 +39,15 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------- top-k sums along dim 1
 def _smallest_k_sum(x: Tensor, k: int) -> Tensor:
     """Per row of ``x`` ``(p, n)``: the sum of the ``k`` smallest entries."""
-    if k <= 0:
-        return x.new_zeros(x.shape[0])
-    if k >= x.shape[1]:
-        return x.sum(1)
-    return torch.topk(x, k, dim=1, largest=False, sorted=False).values.sum(1)
+    return topk_sum(x, k, dim=1, largest=False)
 
 
 def _largest_k_sum(x: Tensor, k: int) -> Tensor:
-    if k <= 0:
-        return x.new_zeros(x.shape[0])
-    if k >= x.shape[1]:
-        return x.sum(1)
-    return torch.topk(x, k, dim=1, largest=True, sorted=False).values.sum(1)
+    return topk_sum(x, k, dim=1, largest=True)
 
 
 def _largest_k_nonneg_sum(x: Tensor, k: int) -> Tensor:
-    if k <= 0:
-        return x.new_zeros(x.shape[0])
-    if k >= x.shape[1]:
-        return x.clamp_min(0.0).sum(1)
-    return torch.topk(x, k, dim=1, largest=True, sorted=False).values.clamp_min(0.0).sum(1)
+    return topk_sum(x, k, dim=1, largest=True, nonneg=True)
 
 
 # ---------------------------------------------------------------- block primitives

@@ -1,27 +1,33 @@
 """Fused per-step interval AGT: the aggregated descent-direction bounds of one batch.
 
-This computes exactly what :func:`.propagate.gradient_blocks` followed by the rules of
-:mod:`.aggregate` computes (FORMULATIONS 3.5), without materialising every per-sample
-interval gradient ``(n, P)`` when an aggregation does not need it:
+This computes what :func:`.propagate.gradient_blocks` followed by the rules of
+:mod:`.aggregate` computes (FORMULATIONS 3.5) without materialising the ``(n, P)``
+per-sample interval gradients.
 
-* the sums ``sum_i gl_i`` and ``sum_i gu_i`` of a weight block ``dW = delta a^T`` are
-  matmuls: with ``a`` a point, ``sum lo = dm^T a - dr^T |a|``; with ``a >= 0`` (after a
-  ReLU), ``sum lo = (dl+)^T al + (dl-)^T au`` (upper alike). These are the sums of the exact
-  per-sample interval products, so nothing is lost.
-* bounded poisoning / label flips need the ``k`` smallest of ``gpl_i - gl_i`` per
-  coordinate. When the perturbed samples share the forward pass with the clean ones (no
-  ``eps``: only the labels change), the difference is ``(dpl+ - dl+) al + (dpl- - dl-) au``,
-  formed directly from the two ``delta`` bounds without building either product.
-* per-sample values are built in a ``(P_block, n)`` layout so :func:`torch.topk` runs along
-  contiguous rows; ``min(0, .)`` is applied after the selection (it is monotone, so the
-  ``k`` smallest of ``min(0, x)`` are ``min(0, .)`` of the ``k`` smallest of ``x``).
-* clipping, removal and substitution need the per-sample values themselves: they are
-  materialised (in the same layout), clipped and reduced.
+* **Layout.** Every per-sample quantity is kept *unit-major*, ``(width, n)``: one row per
+  unit, the batch along the row. The per-sample values of a weight block ``dW = delta a^T``,
+  ``delta[o, i] a[j, i]``, then come out with row ``(o, j)`` (the flattening order)
+  contiguous over the samples, which is what every per-coordinate reduction runs along;
+  nothing is ever transposed.
+* **Bilinear values.** Every bound the aggregation needs of a block is, per sample, a
+  *bilinear form* ``v[o, j, i] = A[o, i] X1[j, i] + B[o, i] X2[j, i]`` of two ``(out, n)``
+  coefficient rows and two ``(in, n)`` input rows (:class:`Bilinear`): e.g. with ``a >= 0``
+  an interval, ``lo(delta a) = dl+ al + dl- au``. Their sums over the samples are matmuls
+  (``A X1^T + B X2^T``); the difference between the bounds of a sample with and without its
+  label changed (which shares the forward pass) is again bilinear, formed from the two
+  ``delta`` bounds alone.
+* **Top-k sums** (bounded poisoning and label flips: the ``k`` largest of
+  ``max(0, gl_i - gpl_i)`` per coordinate) are computed without storing the values: by the
+  compiled kernel :mod:`mipcert.agt._topk` on the CPU when it is built (one pass, a heap of
+  ``k`` per row), else chunk by chunk in torch, chunks of :data:`CHUNK_ELEMENTS` values.
+* Clipping, removal and substitution need per-sample values themselves: those are built
+  chunk by chunk, clipped and reduced.
 
 ``tests/agt/test_fused.py`` checks this against the materialising reference path.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -29,252 +35,297 @@ import torch
 from ..bounds import interval as iv
 from ..errors import InputError
 from ..network.training import LayerShape
+from . import kernels
 from .aggregate import topk_sum
 from .instance import PerturbationConfig
-from .propagate import LabelChange, delta_bounds, forward_bounds, split_params
+from .propagate import LabelChange, delta_bounds, split_params
 
 Tensor = torch.Tensor
+Pair = tuple[Tensor, Optional[Tensor]]  # (lo, hi) of a (width, n) quantity; hi None: a point
 
-
-# ---------------------------------------------------------------- top-k sums along dim 1
-def _smallest_k_sum(x: Tensor, k: int) -> Tensor:
-    """Per row of ``x`` ``(p, n)``: the sum of the ``k`` smallest entries."""
-    return topk_sum(x, k, dim=1, largest=False)
-
-
-def _largest_k_sum(x: Tensor, k: int) -> Tensor:
-    return topk_sum(x, k, dim=1, largest=True)
-
-
-def _largest_k_nonneg_sum(x: Tensor, k: int) -> Tensor:
-    return topk_sum(x, k, dim=1, largest=True, nonneg=True)
-
-
-# ---------------------------------------------------------------- block primitives
-# Inputs are in the ``(n, w)`` layout of the forward / backward passes (hi None: a point);
-# a weight block is produced as ``(out * in, n)`` (row ``o * in + j``: the flattening order)
-# by broadcasting transposed *views* (no transposed copies are made).
-
-def _materialise(dl: Tensor, du: Tensor, al: Tensor, au: Optional[Tensor], nonneg: bool):
-    """Per-sample bounds of ``d a^T`` as ``(out*in, n)`` pairs (exact interval products)."""
-    n, o = dl.shape
-    shape = (o * al.shape[1], n)
-    D_l, D_u = dl.T[:, None, :], du.T[:, None, :]
-    if au is None:
-        if dl is du:
-            c = _outer(D_l, al.T[None]).reshape(shape)
-            return c, c
-        if nonneg:
-            return (_outer(D_l, al.T[None]).reshape(shape),
-                    _outer(D_u, al.T[None]).reshape(shape))
-        # lo(d a) = dl a+ + du a-,  hi(d a) = du a+ + dl a-   (a a point)
-        return _bilinear(D_l, al.clamp_min(0.0), D_u, al.clamp_max(0.0), D_u, D_l, shape)
-    if nonneg:
-        # lo(d a) = d+ al + d- au ;  hi(d a) = d+ au + d- al   (a >= 0)
-        return _bilinear(dl.clamp_min(0.0).T[:, None, :], al, dl.clamp_max(0.0).T[:, None, :],
-                         au, du.clamp_min(0.0).T[:, None, :], du.clamp_max(0.0).T[:, None, :],
-                         shape, swap=True)
-    lo, hi = iv.mul(D_l, D_u, al.T[None], au.T[None])
-    return lo.contiguous().reshape(shape), hi.contiguous().reshape(shape)
-
-
-def _bilinear(p1: Tensor, a1: Tensor, p2: Tensor, a2: Tensor, q1: Tensor, q2: Tensor, shape,
-              swap: bool = False, sign: float = 1.0):
-    """``lo = p1 a1 + sign p2 a2`` and ``hi = q1 a1 + sign q2 a2`` (``q1 a2 + sign q2 a1``
-    with ``swap``), the deltas ``(o, 1, n)`` against the inputs ``(n, i)``: two passes each."""
-    A1, A2 = _rows(a1)[None], _rows(a2)[None]
-    p1, p2, q1, q2 = (x if x.is_contiguous() else x.contiguous() for x in (p1, p2, q1, q2))
-    lo = torch.mul(p1, A1)
-    hi = torch.mul(q1, A2 if swap else A1)
-    if sign > 0:
-        lo += p2 * A2
-        hi += q2 * (A1 if swap else A2)
-    else:
-        lo -= p2 * A2
-        hi -= q2 * (A1 if swap else A2)
-    return lo.reshape(shape), hi.reshape(shape)
-
-
-def _dense(d: Tensor, a: Tensor) -> Tensor:
-    """An empty contiguous ``(o, i, n)`` result for ``d (o, 1, n) * a (1, i, n)`` (an
-    elementwise op on transposed views would otherwise follow the inputs' strides, and
-    ``topk`` along a strided row is twice as slow)."""
-    return torch.empty((d.shape[0], a.shape[1], d.shape[2]), dtype=d.dtype, device=d.device)
-
-
-def _outer(d: Tensor, a: Tensor) -> Tensor:
-    """``d (o, 1, n) * a (1, i, n)`` as a contiguous ``(o, i, n)`` (operands made
-    contiguous first: broadcasting strided views is several times slower)."""
-    if not d.is_contiguous():
-        d = d.contiguous()
-    if not a.is_contiguous():
-        a = a.contiguous()
-    return torch.mul(d, a, out=_dense(d, a))
-
-
-def _mm(d: Tensor, a: Tensor) -> Tensor:
-    """``(d^T a)`` flattened, the narrow operand transposed on the left (faster in BLAS)."""
-    if d.shape[1] <= a.shape[1]:
-        return (d.T @ a).reshape(-1)
-    return (a.T @ d).T.reshape(-1)
-
-
-def _sums(dl: Tensor, du: Tensor, al: Tensor, au: Optional[Tensor], nonneg: bool):
-    """``(sum_i lo_i, sum_i hi_i)`` of the per-sample ``d a^T`` bounds, ``(out*in,)`` each,
-    by matmuls. None when ``a`` is an interval of unknown sign (the caller materialises)."""
-    if au is None:
-        if dl is du:
-            s = _mm(dl, al)
-            return s, s
-        if nonneg:
-            return _mm(dl, al), _mm(du, al)
-        ap, an = al.clamp_min(0.0), al.clamp_max(0.0)
-        return _mm(dl, ap) + _mm(du, an), _mm(du, ap) + _mm(dl, an)
-    if not nonneg:
-        return None
-    lo = _mm(dl.clamp_min(0.0), al) + _mm(dl.clamp_max(0.0), au)
-    hi = _mm(du.clamp_min(0.0), au) + _mm(du.clamp_max(0.0), al)
-    return lo, hi
-
-
-def _shared_diff(dP, dC, al: Tensor, au: Optional[Tensor], nonneg: bool):
-    """``(lo(dC a^T) - lo(dP a^T), hi(dP a^T) - hi(dC a^T))`` as ``(out*in, n)`` for one
-    shared input ``a``, from the delta bounds alone, plus the same differences of the
-    deltas themselves (the bias block) as ``(out, n)``. The lower difference is returned
-    *negated* (clean minus perturbed) so that both sides select their ``k`` largest entries
-    (``topk(largest=True)`` is the faster one)."""
-    (pl, pu), (cl, cu) = dP, dC
-    n, o = pl.shape
-    shape = (o * al.shape[1], n)
-    negL, U = _sub_rows(cl, pl), _sub_rows(pu, cu)       # contiguous (o, n)
-    bias = (negL, U)
-    if au is None:
-        dL, dU = negL[:, None, :], U[:, None, :]
-        if nonneg:
-            return (_outer(dL, al.T[None]).reshape(shape),
-                    _outer(dU, al.T[None]).reshape(shape)), bias
-        # -(lo(dP a) - lo(dC a)) = (cl - pl) a+ - (pu - cu) a-;
-        #   hi(dP a) - hi(dC a)  = (pu - cu) a+ - (cl - pl) a-
-        return _bilinear(dL, al.clamp_min(0.0), dU, al.clamp_max(0.0), dU, dL, shape,
-                         sign=-1.0), bias
-    if not nonneg:
-        Pl, Pu = _materialise(pl, pu, al, au, False)
-        Cl, Cu = _materialise(cl, cu, al, au, False)
-        return (Cl - Pl, Pu - Cu), bias
-    return _bilinear(_sub_rows(cl.clamp_min(0.0), pl.clamp_min(0.0))[:, None, :], al,
-                     _sub_rows(cl.clamp_max(0.0), pl.clamp_max(0.0))[:, None, :], au,
-                     _sub_rows(pu.clamp_min(0.0), cu.clamp_min(0.0))[:, None, :],
-                     _sub_rows(pu.clamp_max(0.0), cu.clamp_max(0.0))[:, None, :], shape,
-                     swap=True), bias
-
-
-#: elements of one chunk of per-sample values (``2**16`` float64 = 512 KiB: about L2 size)
+#: values per chunk when per-sample values are built in torch (``2**16`` float64: 512 KiB)
 CHUNK_ELEMENTS = 1 << 16
 
 
-def _topk_bilinear(al_: Tensor, a1: Tensor, be: Optional[Tensor], a2: Optional[Tensor],
-                   k: int, sign: float = 1.0) -> Tensor:
-    """Per row ``(o, j)``: the sum of the ``k`` largest of ``max(0, v_i)`` over the samples,
-    ``v_i = al_[o, i] a1[j, i] + sign be[o, i] a2[j, i]`` (``be`` None: the first term only),
-    from ``(o, n)`` and ``(in, n)`` contiguous rows; returns ``(o * in,)``.
-
-    The ``(o, in, n)`` values are built and reduced in chunks that stay in cache: the same
-    numbers as materialising them whole, without a pass over memory per elementwise op."""
-    o, n = al_.shape
-    i = a1.shape[0]
-    out = torch.empty((o, i), dtype=al_.dtype, device=al_.device)
-    kk = min(k, n)
-    rows = max(1, CHUNK_ELEMENTS // max(n, 1))
-    go = max(1, min(o, rows // i)) if i <= rows else 1
-    gj = i if i <= rows else rows
-    for o0 in range(0, o, go):
-        A, B = al_[o0:o0 + go, None, :], None if be is None else be[o0:o0 + go, None, :]
-        for j0 in range(0, i, gj):
-            v = A * a1[None, j0:j0 + gj, :]
-            if B is not None:
-                if sign > 0:
-                    v += B * a2[None, j0:j0 + gj, :]
-                else:
-                    v -= B * a2[None, j0:j0 + gj, :]
-            v = v.reshape(-1, n)
-            if kk < n:
-                v = torch.topk(v, kk, dim=1, largest=True, sorted=False).values
-            out[o0:o0 + go, j0:j0 + gj] = v.clamp_min(0.0).sum(1).reshape(-1, min(gj, i - j0))
-    return out.reshape(-1)
+def _pos(x: Tensor) -> Tensor:
+    return x.clamp_min(0.0)
 
 
-def _shared_topk(dP, dC, al: Tensor, au: Optional[Tensor], nonneg: bool, k: int):
-    """For one shared input ``a``: ``(s_lo, s_hi)`` with ``s_lo`` the sum of the ``k``
-    largest of ``max(0, lo(dC a^T) - lo(dP a^T))`` and ``s_hi`` that of
-    ``max(0, hi(dP a^T) - hi(dC a^T))`` per weight (``(out*in,)``), and the same two sums
-    for the bias block (``d`` itself, ``(out,)``). Equal to :func:`_shared_diff` followed by
-    the top-k sums, computed chunk by chunk."""
-    (pl, pu), (cl, cu) = dP, dC
-    negL, U = _sub_rows(cl, pl), _sub_rows(pu, cu)            # (o, n)
-    bias = (_largest_k_nonneg_sum(negL, k), _largest_k_nonneg_sum(U, k))
+def _neg(x: Tensor) -> Tensor:
+    return x.clamp_max(0.0)
+
+
+# ---------------------------------------------------------------- per-sample values
+@dataclass
+class Bilinear:
+    """Per-sample values ``v[o, j, i] = A[o, i] X1[j, i] + sign B[o, i] X2[j, i]`` of a
+    weight block (rows ``o * in + j``), or ``v[o, i] = A[o, i]`` of a bias block (``X1``
+    None). ``A``, ``B``: ``(out, n)``; ``X1``, ``X2``: ``(in, n)``, all contiguous;
+    ``sign`` is +-1."""
+
+    A: Tensor
+    X1: Optional[Tensor] = None
+    B: Optional[Tensor] = None
+    X2: Optional[Tensor] = None
+    sign: float = 1.0
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        """``(out, in, n)``; a bias block has ``in = 1``."""
+        out, n = self.A.shape
+        return out, 1 if self.X1 is None else self.X1.shape[0], n
+
+    def rows(self, o0: int, o1: int, j0: int, j1: int) -> Tensor:
+        """The values of rows ``(o, j)``, ``o0 <= o < o1``, ``j0 <= j < j1`` as
+        ``((o1 - o0) * (j1 - j0), n)``."""
+        if self.X1 is None:
+            return self.A[o0:o1]
+        A = self.A[o0:o1, None, :]
+        n = A.shape[2]
+        v = torch.mul(A, self.X1[None, j0:j1, :])
+        if self.B is not None:
+            v.addcmul_(self.B[o0:o1, None, :], self.X2[None, j0:j1, :], value=self.sign)
+        return v.view(-1, n)
+
+    def total(self) -> Tensor:
+        """``sum_i v[., i]`` as ``(out * in,)`` (matmuls)."""
+        if self.X1 is None:
+            return self.A.sum(1)
+        s = self.A @ self.X1.T
+        if self.B is not None:
+            s.addmm_(self.B, self.X2.T, alpha=self.sign)
+        return s.view(-1)
+
+    def topk_sum(self, k: int) -> Tensor:
+        """Per row, the sum of the ``k`` largest of ``max(0, v_i)``, ``(out * in,)``."""
+        fast = kernels.bilinear_topk_sum(self.A, self.X1, self.B, self.X2, k, self.sign)
+        if fast is not None:
+            return fast
+        out = self.A.new_empty(self.dims[:2])
+        for o0, o1, j0, j1 in _chunks(*self.dims):
+            out[o0:o1, j0:j1] = topk_sum(self.rows(o0, o1, j0, j1), k, dim=1,
+                                         nonneg=True).view(o1 - o0, j1 - j0)
+        return out.view(-1)
+
+
+@dataclass
+class Products:
+    """Per-sample bounds of ``delta a^T`` with ``a`` an interval of either sign (the data
+    within ``eps``): ``lo`` or ``hi`` of the four end products (:func:`iv.mul`)."""
+
+    dl: Tensor
+    du: Tensor
+    al: Tensor
+    au: Tensor
+    upper: bool
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        return self.dl.shape[0], self.al.shape[0], self.dl.shape[1]
+
+    def rows(self, o0: int, o1: int, j0: int, j1: int) -> Tensor:
+        lo, hi = iv.mul(self.dl[o0:o1, None, :], self.du[o0:o1, None, :],
+                        self.al[None, j0:j1, :], self.au[None, j0:j1, :])
+        return (hi if self.upper else lo).reshape(-1, self.dl.shape[1])
+
+    def total(self) -> Tensor:
+        out = self.dl.new_empty(self.dims[:2])
+        for o0, o1, j0, j1 in _chunks(*self.dims):
+            out[o0:o1, j0:j1] = self.rows(o0, o1, j0, j1).sum(1).view(o1 - o0, j1 - j0)
+        return out.view(-1)
+
+
+def product_bounds(d: Pair, a: Optional[Pair], nonneg: bool):
+    """``(lo, hi)`` per-sample value streams of ``d a^T`` (``d`` ``(out, n)``, ``a``
+    ``(in, n)``; ``a`` None: the bias block, ``d`` itself). Exact interval products:
+    ``a`` a point: ``lo = dl a+ + du a-``; ``a >= 0`` an interval: ``lo = dl+ al + dl- au``;
+    ``hi`` alike."""
+    dl, du = d
+    point_d = du is None or du is dl
+    du = dl if du is None else du
+    if a is None:
+        return Bilinear(dl), Bilinear(du)
+    al, au = a
     if au is None:
-        a = _rows(al)
+        if point_d:
+            v = Bilinear(dl, al)
+            return v, v
         if nonneg:
-            return (_topk_bilinear(negL, a, None, None, k),
-                    _topk_bilinear(U, a, None, None, k)), bias
-        ap, an = a.clamp_min(0.0), a.clamp_max(0.0)
-        return (_topk_bilinear(negL, ap, U, an, k, sign=-1.0),
-                _topk_bilinear(U, ap, negL, an, k, sign=-1.0)), bias
-    if not nonneg:
-        Dl, Du = _shared_diff(dP, dC, al, au, nonneg)[0]
-        return (_largest_k_nonneg_sum(Dl, k), _largest_k_nonneg_sum(Du, k)), bias
-    A1, A2 = _rows(al), _rows(au)
-    return (_topk_bilinear(_sub_rows(cl.clamp_min(0.0), pl.clamp_min(0.0)), A1,
-                           _sub_rows(cl.clamp_max(0.0), pl.clamp_max(0.0)), A2, k),
-            _topk_bilinear(_sub_rows(pu.clamp_min(0.0), cu.clamp_min(0.0)), A2,
-                           _sub_rows(pu.clamp_max(0.0), cu.clamp_max(0.0)), A1, k)), bias
+            return Bilinear(dl, al), Bilinear(du, al)
+        ap, an = _pos(al), _neg(al)
+        return Bilinear(dl, ap, du, an), Bilinear(du, ap, dl, an)
+    if nonneg:
+        return (Bilinear(_pos(dl), al, _neg(dl), au), Bilinear(_pos(du), au, _neg(du), al))
+    return Products(dl, du, al, au, False), Products(dl, du, al, au, True)
 
 
-def _rows(x: Tensor) -> Tensor:
-    """``(n, w)`` -> contiguous ``(w, n)`` (one pass)."""
-    out = torch.empty((x.shape[1], x.shape[0]), dtype=x.dtype, device=x.device)
-    return out.copy_(x.T)
+def label_change_bounds(dP: Pair, dC: Pair, a: Optional[Pair], nonneg: bool):
+    """For a sample whose perturbed copy shares its forward pass (only the label changes):
+    value streams of ``lo(dC a^T) - lo(dP a^T)`` and ``hi(dP a^T) - hi(dC a^T)``, formed
+    from the delta bounds alone (None when ``a`` is an interval of either sign)."""
+    (pl, pu), (cl, cu) = dP, dC
+    al, au = (None, None) if a is None else a
+    if au is not None and not nonneg:
+        return None
+    if au is not None:
+        return (Bilinear(_pos(cl) - _pos(pl), al, _neg(cl) - _neg(pl), au),
+                Bilinear(_pos(pu) - _pos(cu), au, _neg(pu) - _neg(cu), al))
+    negL, U = cl - pl, pu - cu
+    if a is None:
+        return Bilinear(negL), Bilinear(U)
+    if nonneg:
+        return Bilinear(negL, al), Bilinear(U, al)
+    # lo_C - lo_P = (cl - pl) a+ + (cu - pu) a-;  hi_P - hi_C = (pu - cu) a+ + (pl - cl) a-
+    ap, an = _pos(al), _neg(al)
+    return Bilinear(negL, ap, U, an, -1.0), Bilinear(U, ap, negL, an, -1.0)
 
 
-def _sub_rows(a: Tensor, b: Tensor) -> Tensor:
-    """``(a - b)^T`` as a contiguous ``(w, n)`` tensor (subtract, then one transposed
-    copy: a subtraction reading transposed views directly is slower)."""
-    return _rows(a - b)
+def _chunks(n_out: int, n_in: int, n: int):
+    """``(o0, o1, j0, j1)`` tiles of the ``(n_out, n_in)`` rows holding about
+    :data:`CHUNK_ELEMENTS` values of ``n`` samples each."""
+    rows = max(1, CHUNK_ELEMENTS // max(n, 1))
+    if n_in <= rows:
+        go = max(1, rows // n_in)
+        for o0 in range(0, n_out, go):
+            yield o0, min(n_out, o0 + go), 0, n_in
+    else:
+        for o0 in range(n_out):
+            for j0 in range(0, n_in, rows):
+                yield o0, o0 + 1, j0, min(n_in, j0 + rows)
+
+
+# ---------------------------------------------------------------- forward / backward, unit-major
+def _affine(W: Pair, b: Pair, a: Pair, nonneg: bool) -> Pair:
+    """``h = W a + b``: ``W`` ``(out, in)``, ``a`` ``(in, n)`` -> ``(out, n)``. The same
+    enclosures as :func:`iv.matmul` (exact end products when an operand is a point or
+    ``a >= 0``; midpoint-radius otherwise)."""
+    (Wl, Wu), (bl, bu), (al, au) = W, b, a
+    if Wu is None and au is None:
+        lo = hi = Wl @ al
+    elif Wu is None:
+        if nonneg:
+            Wp, Wn = _pos(Wl), _neg(Wl)
+            lo = (Wp @ al).addmm_(Wn, au)
+            hi = (Wp @ au).addmm_(Wn, al)
+        else:
+            am2, ar2 = al + au, au - al
+            mid, rad = Wl @ am2, Wl.abs() @ ar2
+            lo, hi = (mid - rad) * 0.5, (mid + rad) * 0.5
+    elif au is None:
+        if nonneg:
+            lo, hi = Wl @ al, Wu @ al
+        else:
+            ap, an = _pos(al), _neg(al)
+            lo = (Wl @ ap).addmm_(Wu, an)
+            hi = (Wu @ ap).addmm_(Wl, an)
+    elif nonneg:
+        lo = (_pos(Wl) @ al).addmm_(_neg(Wl), au)
+        hi = (_pos(Wu) @ au).addmm_(_neg(Wu), al)
+    else:
+        lo, hi = _midrad(Wl, Wu, al, au)
+    if bl is not None:
+        if lo is hi and bu is None:
+            lo = hi = lo + bl[:, None]
+        else:
+            lo, hi = lo + bl[:, None], hi + (bl if bu is None else bu)[:, None]
+    return lo, (None if lo is hi else hi)
+
+
+def _midrad(Wl: Tensor, Wu: Tensor, al: Tensor, au: Tensor):
+    """Midpoint-radius ``W a`` of two intervals of either sign (as :func:`iv.matmul`):
+    ``mid = Wm am``, ``rad = |Wm| ar + Wr |am| + Wr ar``; ``W`` ``(m, K)``, ``a`` ``(K, n)``.
+
+    When ``K`` is small (the backward pass through a narrow output layer) each end is one
+    matmul of the stacked ``[Wm, -+Wr, -+(|Wm| + Wr)] / 2`` against ``[am2; |am2|; ar2]``
+    (``am2 = al + au``, ``ar2 = au - al``), with no pass over the ``(m, n)`` result."""
+    am2, ar2 = al + au, au - al                  # twice the midpoint and the radius
+    Wm, Wr = iv.mid_rad(Wl, Wu)
+    Wm2, Wr2, C2 = Wm * 0.5, Wr * 0.5, (Wm.abs() + Wr) * 0.5
+    if Wl.shape[1] <= Wl.shape[0]:
+        a3 = torch.cat([am2, am2.abs(), ar2], 0)
+        return torch.cat([Wm2, -Wr2, -C2], 1) @ a3, torch.cat([Wm2, Wr2, C2], 1) @ a3
+    mid = Wm2 @ am2
+    rad = (Wr2 @ am2.abs()).addmm_(C2, ar2)
+    return mid - rad, mid + rad
+
+
+def _backprop(W: Pair, d: Pair, masks: tuple[Tensor, Tensor]) -> Pair:
+    """``delta_{l-1} = (W^T delta_l) * [H(hl), H(hu)]`` (paper eqs. 23-26): ``W``
+    ``(out, in)``, ``d`` ``(out, n)`` -> ``(in, n)``; ``masks`` = ``(H(hl), H(hu))`` as
+    0/1 floats (:func:`_relu_masks`). With ``s`` in ``{0, 1}`` the exact product bounds are
+    ``lo = min(lo s_l, lo s_u)``, ``hi = max(hi s_l, hi s_u)`` (:func:`iv.mul_heaviside`)."""
+    (Wl, Wu), (dl, du) = W, d
+    WlT = Wl.T
+    if Wu is None and du is None:
+        lo = hi = WlT @ dl
+    elif Wu is None:
+        Wp, Wn = _pos(WlT), _neg(WlT)
+        lo = (Wp @ dl).addmm_(Wn, du)
+        hi = (Wp @ du).addmm_(Wn, dl)
+    elif du is None:
+        dp, dn = _pos(dl), _neg(dl)
+        lo = (WlT @ dp).addmm_(Wu.T, dn)
+        hi = (Wu.T @ dp).addmm_(WlT, dn)
+    else:
+        lo, hi = _midrad(WlT, Wu.T, dl, du)
+    sl, su = masks
+    t = hi * sl if hi is not lo else None
+    hi_s = torch.mul(hi, su)
+    lo_s = torch.mul(lo, su)
+    torch.minimum(lo_s, lo.mul_(sl) if lo is not hi else lo * sl, out=lo_s)
+    if t is not None:
+        torch.maximum(hi_s, t, out=hi_s)
+    else:
+        torch.maximum(hi_s, hi * sl, out=hi_s)
+    return lo_s, hi_s
+
+
+def _forward(params, x: Pair):
+    """Interval forward pass, unit-major. Returns the pre-activations ``hs`` and the layer
+    inputs ``inputs`` (``inputs[0]`` = the data), pairs of ``(width, n)``."""
+    hs, inputs = [], []
+    a = x
+    for l, (Wl, Wu, bl, bu) in enumerate(params):
+        inputs.append(a)
+        h = _affine((Wl, Wu), (bl, bu), a, nonneg=l > 0)
+        hs.append(h)
+        if l < len(params) - 1:
+            a = (_pos(h[0]), None if h[1] is None else _pos(h[1]))
+    return hs, inputs
+
+
+def _deltas(h: Pair, y: Tensor, loss: str, change: LabelChange, n_classes) -> Pair:
+    """Loss-gradient bounds at the logits (:func:`.propagate.delta_bounds`), ``(m, n)``."""
+    zl = h[0].T
+    zu = zl if h[1] is None else h[1].T
+    dl, du = delta_bounds(zl, zu, y, loss, change, n_classes)
+    return dl.T.contiguous(), du.T.contiguous()
 
 
 # ---------------------------------------------------------------- one step
 def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tensor, y: Tensor,
                    loss: str, pert: PerturbationConfig, clip: float | None = None,
                    n_classes: int | None = None):
-    """Bounds ``(d_l, d_u, mag)`` on the averaged descent direction of one batch
-    (``(P,)`` each) under ``pert``; ``mag`` bounds ``sum_i |g_i|`` over the clean and
-    perturbed per-sample gradients (None for a zero perturbation)."""
+    """Bounds ``(d_l, d_u, mag)`` on the averaged descent direction of one batch ``X``
+    ``(n, d)`` (``(P,)`` each) under ``pert``; ``mag`` bounds ``sum_i |g_i|`` over the
+    clean and perturbed per-sample gradients (None for a zero perturbation)."""
     params = split_params(lo, hi, layers)
-    n = X.shape[0]
+    b = X.shape[0]
     kind, k, zero = pert.kind, pert.k, pert.is_zero
     if not zero and kind not in ("bounded", "label_flip", "removal", "substitution"):
         raise InputError(f"unknown perturbation kind {kind!r}")
+    if not zero and kind == "removal" and k >= b:
+        raise InputError(f"removal of k = {k} could empty a batch of {b} samples")
     poisoned = not zero and kind in ("bounded", "label_flip")
     eps = pert.eps if poisoned else 0.0
-    if poisoned and eps > 0:
-        hs, inputs = forward_bounds(params, torch.cat([X, X - eps]), torch.cat([X, X + eps]))
-        hsC = [(h0[:n], h1[:n]) for h0, h1 in hs]
-        hsP = [(h0[n:], h1[n:]) for h0, h1 in hs]
-        inC = [(a0[:n], None if a1 is None else a1[:n]) for a0, a1 in inputs]
-        inP = [(a0[n:], None if a1 is None else a1[n:]) for a0, a1 in inputs]
-    else:
-        hsC, inC = forward_bounds(params, X, None)
-        hsP, inP = hsC, inC
+    XT = X.T.contiguous()
+    hsC, inC = _forward(params, (XT, None))
+    hsP, inP = (_forward(params, (XT - eps, XT + eps)) if eps > 0 else (hsC, inC))
     shared = inP is inC
-    zC = hsC[-1]
-    dC = delta_bounds(zC[0], zC[1], y, loss, LabelChange(), n_classes)
-    dP = None
-    if poisoned:
-        zP = hsP[-1]
-        dP = delta_bounds(zP[0], zP[1], y, loss, LabelChange(flip=pert.flips, nu=pert.nu),
-                          n_classes)
-    b = n
-    materialise = clip is not None or (kind in ("removal", "substitution") and not zero)
+    dC = _deltas(hsC[-1], y, loss, LabelChange(), n_classes)
+    dP = (_deltas(hsP[-1], y, loss, LabelChange(flip=pert.flips, nu=pert.nu), n_classes)
+          if poisoned else None)
+    kk = min(k, b)
 
     lows: list[Tensor] = []
     highs: list[Tensor] = []
@@ -282,102 +333,102 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     for l in range(len(params) - 1, -1, -1):
         Wl, Wu, bl, _ = params[l]
         nonneg = l > 0
-        aC, aP = inC[l], inP[l]
+        blocks = [inC[l]] + ([None] if bl is not None else [])     # weight, bias
+        blocksP = [inP[l]] + ([None] if bl is not None else [])
         blk_lo, blk_hi = [], []
-        # ---- the weight block and the bias block of layer l
-        sums = None if materialise else _sums(dC[0], dC[1], aC[0], aC[1], nonneg)
-        C = None
-        if sums is None or (poisoned and (clip is not None or not shared)):
-            C = _materialise(dC[0], dC[1], aC[0], aC[1], nonneg)
-            C = iv.clip(C[0], C[1], clip)
-            sums = (C[0].sum(1), C[1].sum(1))
-        parts = [(C, sums, "W")]
-        bias_C = None
-        if bl is not None:
-            if materialise or (poisoned and clip is not None):
-                bias_C = iv.clip(_rows(dC[0]), _rows(dC[1]), clip)
-                parts.append((bias_C, (bias_C[0].sum(1), bias_C[1].sum(1)), "b"))
-            else:
-                parts.append((None, (dC[0].sum(0), dC[1].sum(0)), "b"))
-        diffs = {}
-        topk_sums = None
-        if poisoned:
-            if clip is None and shared:
-                topk_sums = _shared_topk(dP, dC, aC[0], aC[1], nonneg, min(k, b))
-            else:
-                Pm = _materialise(dP[0], dP[1], aP[0], aP[1], nonneg)
-                Pm = iv.clip(Pm[0], Pm[1], clip)
-                diffs["W"] = (C[0] - Pm[0], Pm[1] - C[1])
-                if bl is not None:
-                    if bias_C is None:
-                        diffs["b"] = (_sub_rows(dC[0], dP[0]), _sub_rows(dP[1], dC[1]))
-                    else:
-                        bP = iv.clip(_rows(dP[0]), _rows(dP[1]), clip)
-                        diffs["b"] = (bias_C[0] - bP[0], bP[1] - bias_C[1])
-        for mat, (sl, su), name in parts:
+        for a, aP in zip(blocks, blocksP):
+            C = product_bounds(dC, a, nonneg)
             if zero:
-                lo_, hi_ = sl / b, su / b
+                lo_, hi_ = _reduce(C, None, None, "none", 0, b, clip)
             elif poisoned:
-                if topk_sums is not None:   # k largest of max(0, gl - gpl), of max(0, gpu - gu)
-                    tl, tu = topk_sums[0 if name == "W" else 1]
-                else:
-                    negDl, Du = diffs[name]   # negDl = gl - gpl
-                    tl = _largest_k_nonneg_sum(negDl, min(k, b))
-                    tu = _largest_k_nonneg_sum(Du, min(k, b))
-                lo_ = (sl - tl) / b
-                hi_ = (su + tu) / b
-            elif kind == "removal":
-                if k >= b:
-                    raise InputError(f"removal of k = {k} could empty a batch of {b} samples")
-                lo_ = (sl - _largest_k_sum(mat[0], k)) / (b - k)
-                hi_ = (su - _smallest_k_sum(mat[1], k)) / (b - k)
-            else:  # substitution
-                kk = min(k, b)
-                lo_ = (sl - _largest_k_sum(mat[0], kk) - kk * clip) / b
-                hi_ = (su - _smallest_k_sum(mat[1], kk) + kk * clip) / b
+                D = label_change_bounds(dP, dC, a, nonneg) if (shared and clip is None) else None
+                P = None if D is not None else product_bounds(dP, aP, nonneg)
+                lo_, hi_ = _reduce(C, P, D, "poisoned", kk, b, clip)
+            else:
+                lo_, hi_ = _reduce(C, None, None, kind, k, b, clip)
             blk_lo.append(lo_)
             blk_hi.append(hi_)
         lows = blk_lo + lows
         highs = blk_hi + highs
         # ---- magnitude bound sum_i |g_i| (clean and perturbed), for the outward widening
         if not zero:
-            dm = _absmax(dC)
-            am = _absmax(aC)
+            dm, am = _absmax(dC), _absmax(inC[l])
             if dP is not None and shared:
                 dm = dm + _absmax(dP)   # same inputs: one matmul for both
-            mag_blk = [_mm(dm, am)] + ([dm.sum(0)] if bl is not None else [])
+            mag_blk = [(dm @ am.T).view(-1)] + ([dm.sum(1)] if bl is not None else [])
             if dP is not None and not shared:
                 dmP = _absmax(dP)
-                mag_blk[0] = mag_blk[0] + _mm(dmP, _absmax(aP))
+                mag_blk[0] = mag_blk[0] + (dmP @ _absmax(inP[l]).T).view(-1)
                 if bl is not None:
-                    mag_blk[1] = mag_blk[1] + dmP.sum(0)
+                    mag_blk[1] = mag_blk[1] + dmP.sum(1)
             mags = mag_blk + mags
-        # ---- delta of the layer below: (W^T delta) * [H(hl), H(hu)]  (iv.mul_heaviside)
+        # ---- delta of the layer below
         if l > 0:
-            on, off = _relu_masks(hsC[l - 1])
-            dC = _mul_masks(*iv.matmul(dC[0], dC[1], Wl, Wu), on, off)
+            masks = _relu_masks(hsC[l - 1])
+            dC = _backprop((Wl, Wu), dC, masks)
             if dP is not None:
                 if not shared:
-                    on, off = _relu_masks(hsP[l - 1])
-                dP = _mul_masks(*iv.matmul(dP[0], dP[1], Wl, Wu), on, off)
+                    masks = _relu_masks(hsP[l - 1])
+                dP = _backprop((Wl, Wu), dP, masks)
     dl = torch.cat(lows)
     du = torch.cat(highs)
     return dl, du, (torch.cat(mags) if mags else None)
 
 
-def _relu_masks(h):
-    """``(h_lo > 0, h_hi <= 0)``: the ReLU surely active / surely inactive."""
-    return h[0] > 0, h[1] <= 0
+def _reduce(C, P, D, rule: str, k: int, b: int, clip: float | None):
+    """The aggregated bounds ``(lo, hi)`` of one block (FORMULATIONS 3.5) from its value
+    streams: ``C`` the clean ``(lo, hi)``, ``P`` the perturbed ones, ``D`` the label-change
+    differences (:func:`label_change_bounds`); ``rule`` is ``none``, ``poisoned``
+    (bounded / label flips; ``k`` already capped at ``b``), ``removal`` or ``substitution``."""
+    Cl, Cu = C
+    if clip is None and (rule == "none" or D is not None):
+        sl, su = Cl.total(), Cu.total()
+        if rule == "none":
+            return sl / b, su / b
+        # the k largest of max(0, gl - gpl) and of max(0, gpu - gu)
+        return (sl - D[0].topk_sum(k)) / b, (su + D[1].topk_sum(k)) / b
+    # per-sample values are needed: build, clip and reduce them chunk by chunk
+    n_out, n_in, n = Cl.dims
+    sl, su, tl, tu = torch.zeros((4, n_out, n_in), dtype=torch.float64,
+                                 device=(Cl.A if isinstance(Cl, Bilinear) else Cl.dl).device).unbind(0)
+    for o0, o1, j0, j1 in _chunks(n_out, n_in, n):
+        shape = (o1 - o0, j1 - j0)
+        cl, cu = iv.clip(Cl.rows(o0, o1, j0, j1), Cu.rows(o0, o1, j0, j1), clip)
+        sl[o0:o1, j0:j1] = cl.sum(1).view(shape)
+        su[o0:o1, j0:j1] = cu.sum(1).view(shape)
+        if rule == "none":
+            continue
+        if rule == "poisoned":
+            pl, pu = iv.clip(P[0].rows(o0, o1, j0, j1), P[1].rows(o0, o1, j0, j1), clip)
+            top_l = topk_sum(cl - pl, k, dim=1, nonneg=True)      # k largest of (gl - gpl)+
+            top_u = topk_sum(pu - cu, k, dim=1, nonneg=True)      # k largest of (gpu - gu)+
+        else:   # removal / substitution: the k largest gl and the k smallest gu
+            kr = k if rule == "removal" else min(k, n)
+            top_l = topk_sum(cl, kr, dim=1, largest=True)
+            top_u = topk_sum(cu, kr, dim=1, largest=False)
+        tl[o0:o1, j0:j1] = top_l.view(shape)
+        tu[o0:o1, j0:j1] = top_u.view(shape)
+    sl, su, tl, tu = (t.reshape(-1) for t in (sl, su, tl, tu))
+    if rule == "none":
+        return sl / b, su / b
+    if rule == "poisoned":
+        return (sl - tl) / b, (su + tu) / b
+    if rule == "removal":
+        return (sl - tl) / (b - k), (su - tu) / (b - k)
+    kk = min(k, b)
+    return (sl - tl - kk * clip) / b, (su - tu + kk * clip) / b
 
 
-def _mul_masks(dl: Tensor, du: Tensor, on: Tensor, off: Tensor):
-    """:func:`mipcert.bounds.interval.mul_heaviside` from boolean masks computed once."""
-    lo = torch.where(on, dl, dl.clamp_max(0.0)).masked_fill_(off, 0.0)
-    hi = torch.where(on, du, du.clamp_min(0.0)).masked_fill_(off, 0.0)
-    return lo, hi
+def _relu_masks(h: Pair) -> tuple[Tensor, Tensor]:
+    """``(H(h_lo), H(h_hi))``: the bounds of the ReLU derivative ``1[h > 0]`` as 0/1 floats
+    (float masks: arithmetic on them is several times faster than on boolean masks)."""
+    lo, hi = h
+    sl = torch.gt(lo, 0.0, out=torch.empty_like(lo))
+    su = sl if hi is None else torch.gt(hi, 0.0, out=torch.empty_like(hi))
+    return sl, su
 
 
-def _absmax(pair) -> Tensor:
+def _absmax(pair: Pair) -> Tensor:
     """``max(|lo|, |hi|)`` of an interval (``= max(hi, -lo)`` as ``lo <= hi``)."""
     lo, hi = pair
     if hi is None or hi is lo:

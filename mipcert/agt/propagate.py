@@ -74,34 +74,55 @@ def delta_bounds(zl: Tensor, zu: Tensor, y: Tensor, loss: str, change: LabelChan
                  n_classes: int | None = None):
     """Bounds of ``d loss / d z`` over ``z in [zl, zu]`` (``(n, m)``) and the labels ``y``
     (``(n,)``) changed as ``change`` allows (paper appendix A; FORMULATIONS 3.3)."""
+    return delta_bounds_many(zl, zu, y, loss, [change], n_classes)[0]
+
+
+def delta_bounds_many(zl: Tensor, zu: Tensor, y: Tensor, loss: str,
+                      changes: Sequence[LabelChange], n_classes: int | None = None):
+    """:func:`delta_bounds` for several label changes over the same logit bounds, sharing
+    the softmax / sigmoid bounds; a list of ``(lo, hi)`` pairs, one per change."""
     if loss == "squared":
-        yl, yu = (y - change.nu)[:, None], (y + change.nu)[:, None]
-        if change.flip:  # pm1 labels: either sign
-            yl, yu = torch.full_like(yl, -1.0), torch.full_like(yu, 1.0)
-        return 2.0 * (zl - yu), 2.0 * (zu - yl)
+        out = []
+        for change in changes:
+            yl, yu = (y - change.nu)[:, None], (y + change.nu)[:, None]
+            if change.flip:  # pm1 labels: either sign
+                yl, yu = torch.full_like(yl, -1.0), torch.full_like(yu, 1.0)
+            out.append((2.0 * (zl - yu), 2.0 * (zu - yl)))
+        return out
     if loss == "hinge":
         z0, z1 = zl[:, 0], zu[:, 0]
         # y = +1: delta = -1[z < 1];  y = -1: delta = 1[z > -1]  (0 at the kink)
         pos = (-(z0 < 1).to(z0.dtype), -(z1 < 1).to(z0.dtype))
         neg = ((z0 > -1).to(z0.dtype), (z1 > -1).to(z0.dtype))
         is_pos = y > 0
-        lo = torch.where(is_pos, pos[0], neg[0])
-        hi = torch.where(is_pos, pos[1], neg[1])
-        if change.flip:
-            lo = torch.minimum(pos[0], neg[0])
-            hi = torch.maximum(pos[1], neg[1])
-        return lo[:, None], hi[:, None]
+        out = []
+        for change in changes:
+            if change.flip:
+                lo, hi = torch.minimum(pos[0], neg[0]), torch.maximum(pos[1], neg[1])
+            else:
+                lo, hi = torch.where(is_pos, pos[0], neg[0]), torch.where(is_pos, pos[1], neg[1])
+            out.append((lo[:, None], hi[:, None]))
+        return out
     if loss == "bce":
         sl, su = iv.sigmoid(zl[:, 0], zu[:, 0])
-        tl = torch.zeros_like(y) if change.flip else y
-        tu = torch.ones_like(y) if change.flip else y
-        return (sl - tu)[:, None], (su - tl)[:, None]
+        out = []
+        for change in changes:
+            tl = torch.zeros_like(y) if change.flip else y
+            tu = torch.ones_like(y) if change.flip else y
+            out.append(((sl - tu)[:, None], (su - tl)[:, None]))
+        return out
     if loss == "cross_entropy":
         pl, pu = iv.softmax(zl, zu)
-        onehot = torch.nn.functional.one_hot(y.long(), zl.shape[1]).to(zl.dtype)
-        if change.flip:
-            return pl - 1.0, pu
-        return pl - onehot, pu - onehot
+        onehot = None
+        out = []
+        for change in changes:
+            if change.flip:
+                out.append((pl - 1.0, pu))
+                continue
+            if onehot is None:
+                onehot = torch.nn.functional.one_hot(y.long(), zl.shape[1]).to(zl.dtype)
+            out.append((pl - onehot, pu - onehot))
+        return out
     raise InputError(f"unknown loss {loss!r}")
 
 

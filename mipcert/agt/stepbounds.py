@@ -38,7 +38,7 @@ from ..network.training import LayerShape
 from . import kernels
 from .aggregate import topk_sum
 from .instance import PerturbationConfig
-from .propagate import LabelChange, delta_bounds, split_params
+from .propagate import LabelChange, delta_bounds_many, split_params
 
 Tensor = torch.Tensor
 Pair = tuple[Tensor, Optional[Tensor]]  # (lo, hi) of a (width, n) quantity; hi None: a point
@@ -195,11 +195,18 @@ def _chunks(n_out: int, n_in: int, n: int):
 
 
 # ---------------------------------------------------------------- forward / backward, unit-major
+#: finite stand-in for +inf in the ReLU-derivative caps of :func:`_backprop`
+_BIG = 1e308
+
+
 def _affine(W: Pair, b: Pair, a: Pair, nonneg: bool) -> Pair:
     """``h = W a + b``: ``W`` ``(out, in)``, ``a`` ``(in, n)`` -> ``(out, n)``. The same
-    enclosures as :func:`iv.matmul` (exact end products when an operand is a point or
-    ``a >= 0``; midpoint-radius otherwise)."""
+    enclosures as :func:`iv.matmul`: exact end products when an operand is a point or
+    ``a >= 0`` (``lo = Wl+ al + Wl- au``, ...), midpoint-radius otherwise. The narrower of
+    the two operands is stacked so that each end is one or two matmuls."""
     (Wl, Wu), (bl, bu), (al, au) = W, b, a
+    out, inp = Wl.shape
+    lo = hi = None
     if Wu is None and au is None:
         lo = hi = Wl @ al
     elif Wu is None:
@@ -214,13 +221,27 @@ def _affine(W: Pair, b: Pair, a: Pair, nonneg: bool) -> Pair:
     elif au is None:
         if nonneg:
             lo, hi = Wl @ al, Wu @ al
+        elif 2 * inp + 1 <= out:
+            # [lo | hi] rows from one stacked input: [x+; x-; 1] (the bias folded in)
+            xs = torch.cat([_pos(al), _neg(al), al.new_ones(1, al.shape[1])], 0)
+            bl_ = (bl if bl is not None else Wl.new_zeros(out))[:, None]
+            bu_ = (bu if bu is not None else bl_[:, 0])[:, None] if bl is not None else bl_
+            lo = torch.cat([Wl, Wu, bl_], 1) @ xs
+            hi = torch.cat([Wu, Wl, bu_], 1) @ xs
+            return lo, hi
         else:
             ap, an = _pos(al), _neg(al)
             lo = (Wl @ ap).addmm_(Wu, an)
             hi = (Wu @ ap).addmm_(Wl, an)
     elif nonneg:
-        lo = (_pos(Wl) @ al).addmm_(_neg(Wl), au)
-        hi = (_pos(Wu) @ au).addmm_(_neg(Wu), al)
+        if out <= inp:
+            # narrow output: one matmul per input end, the weight parts stacked
+            r1 = torch.cat([_pos(Wl), _neg(Wu)], 0) @ al
+            r2 = torch.cat([_neg(Wl), _pos(Wu)], 0) @ au
+            lo, hi = r1[:out] + r2[:out], r2[out:] + r1[out:]
+        else:
+            lo = (_pos(Wl) @ al).addmm_(_neg(Wl), au)
+            hi = (_pos(Wu) @ au).addmm_(_neg(Wu), al)
     else:
         lo, hi = _midrad(Wl, Wu, al, au)
     if bl is not None:
@@ -249,11 +270,25 @@ def _midrad(Wl: Tensor, Wu: Tensor, al: Tensor, au: Tensor):
     return mid - rad, mid + rad
 
 
-def _backprop(W: Pair, d: Pair, masks: tuple[Tensor, Tensor]) -> Pair:
+def _relu_gates(h: Pair) -> tuple[Tensor, Tensor, Tensor]:
+    """For the ReLU derivative ``s in [H(h_lo), H(h_hi)]`` (``H(x) = 1[x > 0]``) of a
+    pre-activation interval ``(width, n)``: ``(H(h_hi), cap, -cap)`` as floats, with
+    ``cap = +inf`` (a finite stand-in) where ``H(h_lo) = 1`` and ``0`` elsewhere (float
+    arithmetic on these is several times faster than boolean masks)."""
+    lo, hi = h
+    su = torch.gt(lo if hi is None else hi, 0.0, out=torch.empty_like(lo))
+    cap = torch.gt(lo, 0.0, out=torch.empty_like(lo)).mul_(_BIG)
+    return su, cap, cap.neg()
+
+
+def _backprop(W: Pair, d: Pair, gates: tuple[Tensor, Tensor, Tensor]) -> Pair:
     """``delta_{l-1} = (W^T delta_l) * [H(hl), H(hu)]`` (paper eqs. 23-26): ``W``
-    ``(out, in)``, ``d`` ``(out, n)`` -> ``(in, n)``; ``masks`` = ``(H(hl), H(hu))`` as
-    0/1 floats (:func:`_relu_masks`). With ``s`` in ``{0, 1}`` the exact product bounds are
-    ``lo = min(lo s_l, lo s_u)``, ``hi = max(hi s_l, hi s_u)`` (:func:`iv.mul_heaviside`)."""
+    ``(out, in)``, ``d`` ``(out, n)`` -> ``(in, n)``; ``gates`` from :func:`_relu_gates`.
+
+    The exact product of ``[lo, hi]`` with ``s in [s_l, s_u]``, ``s`` in ``{0, 1}``
+    (:func:`iv.mul_heaviside`): a unit surely on keeps ``[lo, hi]``, one surely off gives
+    ``0``, an unstable one ``[min(lo, 0), max(hi, 0)]``; that is
+    ``lo' = min(lo, cap) s_u`` and ``hi' = max(hi, -cap) s_u``."""
     (Wl, Wu), (dl, du) = W, d
     WlT = Wl.T
     if Wu is None and du is None:
@@ -268,16 +303,8 @@ def _backprop(W: Pair, d: Pair, masks: tuple[Tensor, Tensor]) -> Pair:
         hi = (Wu.T @ dp).addmm_(WlT, dn)
     else:
         lo, hi = _midrad(WlT, Wu.T, dl, du)
-    sl, su = masks
-    t = hi * sl if hi is not lo else None
-    hi_s = torch.mul(hi, su)
-    lo_s = torch.mul(lo, su)
-    torch.minimum(lo_s, lo.mul_(sl) if lo is not hi else lo * sl, out=lo_s)
-    if t is not None:
-        torch.maximum(hi_s, t, out=hi_s)
-    else:
-        torch.maximum(hi_s, hi * sl, out=hi_s)
-    return lo_s, hi_s
+    su, cap, ncap = gates
+    return torch.minimum(lo, cap).mul_(su), torch.maximum(hi, ncap).mul_(su)
 
 
 def _forward(params, x: Pair):
@@ -294,12 +321,51 @@ def _forward(params, x: Pair):
     return hs, inputs
 
 
-def _deltas(h: Pair, y: Tensor, loss: str, change: LabelChange, n_classes) -> Pair:
-    """Loss-gradient bounds at the logits (:func:`.propagate.delta_bounds`), ``(m, n)``."""
+def _deltas(h: Pair, y: Tensor, loss: str, changes, n_classes) -> list[Pair]:
+    """Loss-gradient bounds at the logits ``(m, n)`` for each label change, sharing the
+    softmax / sigmoid bounds (:func:`.propagate.delta_bounds_many`)."""
     zl = h[0].T
     zu = zl if h[1] is None else h[1].T
-    dl, du = delta_bounds(zl, zu, y, loss, change, n_classes)
-    return dl.T.contiguous(), du.T.contiguous()
+    return [(dl.T.contiguous(), du.T.contiguous())
+            for dl, du in delta_bounds_many(zl, zu, y, loss, changes, n_classes)]
+
+
+def _clean_sums(d: Pair, a: Pair, nonneg: bool, bias: bool):
+    """``sum_i`` of the per-sample ``lo``/``hi`` bounds of the weight block ``d a^T`` and of
+    the bias block ``d`` (``(out * in,)`` and ``(out,)`` pairs) by as few matmuls as the
+    shapes allow: the narrower operand is stacked (e.g. ``dl [x+; x-; 1]^T`` gives the
+    ``dl x+`` and ``dl x-`` parts and the bias sum at once). None when ``a`` is an
+    interval of either sign (the values are then summed chunk by chunk)."""
+    dl, du = d
+    point_d = du is None or du is dl
+    du = dl if du is None else du
+    al, au = a
+    out, (inp, n) = dl.shape[0], al.shape
+    if au is None:
+        X = [al] if (nonneg or point_d) else [_pos(al), _neg(al)]
+        if len(X) * inp + 1 > out:
+            return None
+        xs = torch.cat(X + ([al.new_ones(1, n)] if bias else []), 0).T
+        Sl = dl @ xs
+        Su = Sl if point_d else du @ xs
+        if len(X) == 1:
+            Wlo, Whi = Sl[:, :inp], Su[:, :inp]
+        else:
+            Wlo = Sl[:, :inp] + Su[:, inp:2 * inp]
+            Whi = Su[:, :inp] + Sl[:, inp:2 * inp]
+        b = (Sl[:, -1].contiguous(), Su[:, -1].contiguous()) if bias else None
+    elif nonneg:
+        if out <= inp:
+            r1 = torch.cat([_pos(dl), _neg(du)], 0) @ al.T
+            r2 = torch.cat([_neg(dl), _pos(du)], 0) @ au.T
+            Wlo, Whi = r1[:out] + r2[:out], r2[out:] + r1[out:]
+        else:
+            Wlo = (_pos(dl) @ al.T).addmm_(_neg(dl), au.T)
+            Whi = (_pos(du) @ au.T).addmm_(_neg(du), al.T)
+        b = (dl.sum(1), du.sum(1)) if bias else None
+    else:
+        return None
+    return [(Wlo.reshape(-1), Whi.reshape(-1))] + ([b] if bias else [])
 
 
 # ---------------------------------------------------------------- one step
@@ -317,15 +383,27 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     if not zero and kind == "removal" and k >= b:
         raise InputError(f"removal of k = {k} could empty a batch of {b} samples")
     poisoned = not zero and kind in ("bounded", "label_flip")
+    rule = "none" if zero else ("poisoned" if poisoned else kind)
     eps = pert.eps if poisoned else 0.0
+    # group the samples by label: the aggregation does not depend on their order, and a
+    # label-structured coefficient row (e.g. the change of delta under a label flip is zero
+    # for one class) then has runs of zeros that the compiled kernel skips
+    order = torch.argsort(y, stable=True)
+    X, y = X[order], y[order]
     XT = X.T.contiguous()
     hsC, inC = _forward(params, (XT, None))
     hsP, inP = (_forward(params, (XT - eps, XT + eps)) if eps > 0 else (hsC, inC))
     shared = inP is inC
-    dC = _deltas(hsC[-1], y, loss, LabelChange(), n_classes)
-    dP = (_deltas(hsP[-1], y, loss, LabelChange(flip=pert.flips, nu=pert.nu), n_classes)
-          if poisoned else None)
+    change = LabelChange(flip=pert.flips, nu=pert.nu)
+    if not poisoned:
+        dC, dP = _deltas(hsC[-1], y, loss, [LabelChange()], n_classes)[0], None
+    elif shared:
+        dC, dP = _deltas(hsC[-1], y, loss, [LabelChange(), change], n_classes)
+    else:
+        dC = _deltas(hsC[-1], y, loss, [LabelChange()], n_classes)[0]
+        dP = _deltas(hsP[-1], y, loss, [change], n_classes)[0]
     kk = min(k, b)
+    by_sums = clip is None and rule in ("none", "poisoned")
 
     lows: list[Tensor] = []
     highs: list[Tensor] = []
@@ -333,56 +411,58 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     for l in range(len(params) - 1, -1, -1):
         Wl, Wu, bl, _ = params[l]
         nonneg = l > 0
-        blocks = [inC[l]] + ([None] if bl is not None else [])     # weight, bias
-        blocksP = [inP[l]] + ([None] if bl is not None else [])
+        bias = bl is not None
+        sums = _clean_sums(dC, inC[l], nonneg, bias) if by_sums else None
+        blocks = [(inC[l], inP[l])] + ([(None, None)] if bias else [])
         blk_lo, blk_hi = [], []
-        for a, aP in zip(blocks, blocksP):
+        for i, (a, aP) in enumerate(blocks):
             C = product_bounds(dC, a, nonneg)
-            if zero:
-                lo_, hi_ = _reduce(C, None, None, "none", 0, b, clip)
-            elif poisoned:
-                D = label_change_bounds(dP, dC, a, nonneg) if (shared and clip is None) else None
-                P = None if D is not None else product_bounds(dP, aP, nonneg)
-                lo_, hi_ = _reduce(C, P, D, "poisoned", kk, b, clip)
-            else:
-                lo_, hi_ = _reduce(C, None, None, kind, k, b, clip)
+            D = P = None
+            if poisoned:
+                if shared and clip is None:
+                    D = label_change_bounds(dP, dC, a, nonneg)
+                if D is None:
+                    P = product_bounds(dP, aP, nonneg)
+            lo_, hi_ = _reduce(C, P, D, rule, kk if poisoned else k, b, clip,
+                               None if sums is None else sums[i])
             blk_lo.append(lo_)
             blk_hi.append(hi_)
         lows = blk_lo + lows
         highs = blk_hi + highs
         # ---- magnitude bound sum_i |g_i| (clean and perturbed), for the outward widening
         if not zero:
-            dm, am = _absmax(dC), _absmax(inC[l])
+            dm, am = _absmax(dC), _absmax(inC[l], nonneg)
             if dP is not None and shared:
                 dm = dm + _absmax(dP)   # same inputs: one matmul for both
-            mag_blk = [(dm @ am.T).view(-1)] + ([dm.sum(1)] if bl is not None else [])
+            mag_blk = [(dm @ am.T).view(-1)] + ([dm.sum(1)] if bias else [])
             if dP is not None and not shared:
                 dmP = _absmax(dP)
-                mag_blk[0] = mag_blk[0] + (dmP @ _absmax(inP[l]).T).view(-1)
-                if bl is not None:
+                mag_blk[0] = mag_blk[0] + (dmP @ _absmax(inP[l], nonneg).T).view(-1)
+                if bias:
                     mag_blk[1] = mag_blk[1] + dmP.sum(1)
             mags = mag_blk + mags
         # ---- delta of the layer below
         if l > 0:
-            masks = _relu_masks(hsC[l - 1])
-            dC = _backprop((Wl, Wu), dC, masks)
+            gates = _relu_gates(hsC[l - 1])
+            dC = _backprop((Wl, Wu), dC, gates)
             if dP is not None:
                 if not shared:
-                    masks = _relu_masks(hsP[l - 1])
-                dP = _backprop((Wl, Wu), dP, masks)
+                    gates = _relu_gates(hsP[l - 1])
+                dP = _backprop((Wl, Wu), dP, gates)
     dl = torch.cat(lows)
     du = torch.cat(highs)
     return dl, du, (torch.cat(mags) if mags else None)
 
 
-def _reduce(C, P, D, rule: str, k: int, b: int, clip: float | None):
+def _reduce(C, P, D, rule: str, k: int, b: int, clip: float | None, sums=None):
     """The aggregated bounds ``(lo, hi)`` of one block (FORMULATIONS 3.5) from its value
     streams: ``C`` the clean ``(lo, hi)``, ``P`` the perturbed ones, ``D`` the label-change
     differences (:func:`label_change_bounds`); ``rule`` is ``none``, ``poisoned``
-    (bounded / label flips; ``k`` already capped at ``b``), ``removal`` or ``substitution``."""
+    (bounded / label flips; ``k`` already capped at ``b``), ``removal`` or ``substitution``;
+    ``sums``: the clean sums when already known (:func:`_clean_sums`)."""
     Cl, Cu = C
     if clip is None and (rule == "none" or D is not None):
-        sl, su = Cl.total(), Cu.total()
+        sl, su = sums if sums is not None else (Cl.total(), Cu.total())
         if rule == "none":
             return sl / b, su / b
         # the k largest of max(0, gl - gpl) and of max(0, gpu - gu)
@@ -419,18 +499,10 @@ def _reduce(C, P, D, rule: str, k: int, b: int, clip: float | None):
     return (sl - tl - kk * clip) / b, (su - tu + kk * clip) / b
 
 
-def _relu_masks(h: Pair) -> tuple[Tensor, Tensor]:
-    """``(H(h_lo), H(h_hi))``: the bounds of the ReLU derivative ``1[h > 0]`` as 0/1 floats
-    (float masks: arithmetic on them is several times faster than on boolean masks)."""
-    lo, hi = h
-    sl = torch.gt(lo, 0.0, out=torch.empty_like(lo))
-    su = sl if hi is None else torch.gt(hi, 0.0, out=torch.empty_like(hi))
-    return sl, su
-
-
-def _absmax(pair: Pair) -> Tensor:
-    """``max(|lo|, |hi|)`` of an interval (``= max(hi, -lo)`` as ``lo <= hi``)."""
+def _absmax(pair: Pair, nonneg: bool = False) -> Tensor:
+    """``max(|lo|, |hi|)`` of an interval (``= max(hi, -lo)`` as ``lo <= hi``; ``= hi``
+    when it is ``>= 0``)."""
     lo, hi = pair
     if hi is None or hi is lo:
-        return lo.abs()
-    return torch.maximum(hi, -lo)
+        return lo if nonneg else lo.abs()
+    return hi if nonneg else torch.maximum(hi, -lo)

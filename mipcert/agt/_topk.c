@@ -4,9 +4,11 @@
  * For every row (o, j) of a weight block this computes
  *
  *     out[o, j] = sum of the k largest of max(0, v_i),
- *     v_i = A[o, i] X1[j, i] + sign B[o, i] X2[j, i]        (i = 0 .. n-1)
+ *     v_i = (A - A2)[o, i] X1[j, i] + sign (B - B2)[o, i] X2[j, i]        (i = 0 .. n-1)
  *
- * (B, X2 may be absent; with X1 absent too, v_i = A[o, i]: a bias block, n_in = 1),
+ * (A2, B2 may be absent (zero); B, X2 may be absent; with X1 absent too,
+ * v_i = (A - A2)[o, i]: a bias block, n_in = 1; the differences let the caller pass the
+ * clean and perturbed delta bounds without forming their difference first),
  * which is what the bounded-poisoning / label-flip aggregation rule needs per parameter
  * (FORMULATIONS 3.5; mipcert/agt/stepbounds.py builds A, B, X1, X2). It is the number that
  * materialising the (rows, n) values in torch and calling torch.topk gives, in one pass
@@ -19,7 +21,8 @@
  * A row that meets a NaN gets NaN (so the caller's divergence check stops the run instead
  * of the value being dropped silently); an infinity enters the heap like any value.
  *
- * Arrays are C-contiguous float64: A, B (n_out, n); X1, X2 (n_in, n); out (n_out, n_in).
+ * Arrays are C-contiguous float64: A, A2, B, B2 (n_out, n); X1, X2 (n_in, n);
+ * out (n_out, n_in).
  * The Python wrapper (mipcert/agt/kernels.py) checks shapes, dtypes and devices and
  * passes data pointers; the GIL is released while the kernel runs. On x86-64 CPUs with
  * AVX2 the scan runs four samples per instruction (chosen at run time; the build itself
@@ -60,20 +63,30 @@ static inline void offer(double *heap, Py_ssize_t k, double v, int *bad)
     }
 }
 
-/* One row (o, j): v_i = a[i] x1[i] + sign b[i] x2[i]; x1 NULL: v_i = a[i]; b NULL: no
- * second term. */
+/* One row (o, j): v_i = (a - a2)[i] x1[i] + sign (b - b2)[i] x2[i]; x1 NULL: v_i =
+ * (a - a2)[i]; b NULL: no second term; a2 / b2 NULL: zero. */
 typedef struct {
-    const double *a, *x1, *b, *x2;
+    const double *a, *a2, *x1, *b, *b2, *x2;
     double sign;
 } row_t;
+
+static inline double coef_a(const row_t *r, Py_ssize_t i)
+{
+    return r->a2 ? r->a[i] - r->a2[i] : r->a[i];
+}
+
+static inline double coef_b(const row_t *r, Py_ssize_t i)
+{
+    return r->b2 ? r->b[i] - r->b2[i] : r->b[i];
+}
 
 static inline double value(const row_t *r, Py_ssize_t i)
 {
     if (r->x1 == NULL)
-        return r->a[i];
-    double v = r->a[i] * r->x1[i];
+        return coef_a(r, i);
+    double v = coef_a(r, i) * r->x1[i];
     if (r->b != NULL)
-        v += r->sign * (r->b[i] * r->x2[i]);
+        v += r->sign * (coef_b(r, i) * r->x2[i]);
     return v;
 }
 
@@ -87,6 +100,27 @@ static void scan_scalar(const row_t *r, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define HAVE_AVX2_PATH 1
+__attribute__((target("avx2"))) static inline __m256d load_coef(const double *p,
+                                                               const double *p2,
+                                                               Py_ssize_t i)
+{
+    const __m256d c = _mm256_loadu_pd(p + i);
+    return p2 ? _mm256_sub_pd(c, _mm256_loadu_pd(p2 + i)) : c;
+}
+
+/* v for samples i .. i+3, with the scalar path's operations in the same order */
+__attribute__((target("avx2"))) static inline __m256d vals4(const row_t *r, Py_ssize_t i,
+                                                           __m256d sg)
+{
+    if (r->x1 == NULL)
+        return load_coef(r->a, r->a2, i);
+    __m256d v = _mm256_mul_pd(load_coef(r->a, r->a2, i), _mm256_loadu_pd(r->x1 + i));
+    if (r->b != NULL)
+        v = _mm256_add_pd(v, _mm256_mul_pd(sg, _mm256_mul_pd(load_coef(r->b, r->b2, i),
+                                                             _mm256_loadu_pd(r->x2 + i))));
+    return v;
+}
+
 /* The same scan, four samples per vector and eight per test: the common case (no value
  * above the heap's smallest entry) is a few vector instructions and a predicted branch.
  * The arithmetic is the scalar path's (no fused multiply-add), so both give equal sums. */
@@ -94,25 +128,11 @@ __attribute__((target("avx2"))) static void scan_avx2(const row_t *r, Py_ssize_t
                                                       Py_ssize_t i1, Py_ssize_t k,
                                                       double *heap, int *bad)
 {
-    const double *a = r->a, *x1 = r->x1, *b = r->b, *x2 = r->x2;
     const __m256d sg = _mm256_set1_pd(r->sign);
     __m256d t = _mm256_set1_pd(heap[0]);
     Py_ssize_t i = i0;
     for (; i + 8 <= i1; i += 8) {
-        __m256d v0, v1;
-        if (x1 == NULL) {
-            v0 = _mm256_loadu_pd(a + i);
-            v1 = _mm256_loadu_pd(a + i + 4);
-        } else {
-            v0 = _mm256_mul_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(x1 + i));
-            v1 = _mm256_mul_pd(_mm256_loadu_pd(a + i + 4), _mm256_loadu_pd(x1 + i + 4));
-            if (b != NULL) {
-                __m256d w0 = _mm256_mul_pd(_mm256_loadu_pd(b + i), _mm256_loadu_pd(x2 + i));
-                __m256d w1 = _mm256_mul_pd(_mm256_loadu_pd(b + i + 4), _mm256_loadu_pd(x2 + i + 4));
-                v0 = _mm256_add_pd(v0, _mm256_mul_pd(sg, w0));
-                v1 = _mm256_add_pd(v1, _mm256_mul_pd(sg, w1));
-            }
-        }
+        const __m256d v0 = vals4(r, i, sg), v1 = vals4(r, i + 4, sg);
         /* NLE_UQ: true for v > t and for NaN */
         const __m256d hit = _mm256_or_pd(_mm256_cmp_pd(v0, t, _CMP_NLE_UQ),
                                          _mm256_cmp_pd(v1, t, _CMP_NLE_UQ));
@@ -155,18 +175,6 @@ static int fill_scalar(const row_t *r, Py_ssize_t i0, Py_ssize_t i1, double *buf
 }
 
 #ifdef HAVE_AVX2_PATH
-__attribute__((target("avx2"))) static inline __m256d vals4(const row_t *r, Py_ssize_t i,
-                                                           __m256d sg)
-{
-    if (r->x1 == NULL)
-        return _mm256_loadu_pd(r->a + i);
-    __m256d v = _mm256_mul_pd(_mm256_loadu_pd(r->a + i), _mm256_loadu_pd(r->x1 + i));
-    if (r->b != NULL)
-        v = _mm256_add_pd(v, _mm256_mul_pd(sg, _mm256_mul_pd(_mm256_loadu_pd(r->b + i),
-                                                             _mm256_loadu_pd(r->x2 + i))));
-    return v;
-}
-
 __attribute__((target("avx2"))) static int fill_avx2(const row_t *r, Py_ssize_t i0,
                                                      Py_ssize_t i1, double *buf, double *bm)
 {
@@ -250,14 +258,13 @@ static double row_topk_sum(const row_t *r, Py_ssize_t i0, Py_ssize_t i1, Py_ssiz
     return s;
 }
 
-/* [i0, i1): the samples outside which a[.] and b[.] are both exactly zero. */
-static void support(const double *a, const double *b, Py_ssize_t n, Py_ssize_t *i0,
-                    Py_ssize_t *i1)
+/* [i0, i1): the samples outside which both coefficients of the row are exactly zero. */
+static void support(const row_t *r, Py_ssize_t n, Py_ssize_t *i0, Py_ssize_t *i1)
 {
     Py_ssize_t lo = 0, hi = n;
-    while (lo < hi && a[lo] == 0.0 && (b == NULL || b[lo] == 0.0))
+    while (lo < hi && coef_a(r, lo) == 0.0 && (r->b == NULL || coef_b(r, lo) == 0.0))
         lo++;
-    while (hi > lo && a[hi - 1] == 0.0 && (b == NULL || b[hi - 1] == 0.0))
+    while (hi > lo && coef_a(r, hi - 1) == 0.0 && (r->b == NULL || coef_b(r, hi - 1) == 0.0))
         hi--;
     *i0 = lo;
     *i1 = hi;
@@ -265,24 +272,24 @@ static void support(const double *a, const double *b, Py_ssize_t n, Py_ssize_t *
 
 static PyObject *bilinear_topk_sum(PyObject *self, PyObject *args)
 {
-    unsigned long long pa, px1, pb, px2, pout;
+    unsigned long long pa, pa2, px1, pb, pb2, px2, pout;
     Py_ssize_t n_out, n_in, n, k, o0, o1;
     double sign;
-    if (!PyArg_ParseTuple(args, "KKKKdKnnnnnn", &pa, &px1, &pb, &px2, &sign, &pout, &n_out,
-                          &n_in, &n, &k, &o0, &o1))
+    if (!PyArg_ParseTuple(args, "KKKKKKdKnnnnnn", &pa, &pa2, &px1, &pb, &pb2, &px2, &sign,
+                          &pout, &n_out, &n_in, &n, &k, &o0, &o1))
         return NULL;
     if (k <= 0 || n <= 0 || n_out <= 0 || n_in <= 0 || o0 < 0 || o1 > n_out || o0 > o1) {
         PyErr_SetString(PyExc_ValueError, "bilinear_topk_sum: bad sizes");
         return NULL;
     }
     if (pa == 0 || pout == 0 || (px1 == 0 && (pb != 0 || n_in != 1)) ||
-        ((pb == 0) != (px2 == 0))) {
+        ((pb == 0) != (px2 == 0)) || (pb == 0 && pb2 != 0)) {
         PyErr_SetString(PyExc_ValueError, "bilinear_topk_sum: bad operands");
         return NULL;
     }
-    const double *A = (const double *)(uintptr_t)pa;
+    const double *A = (const double *)(uintptr_t)pa, *A2 = (const double *)(uintptr_t)pa2;
+    const double *B = (const double *)(uintptr_t)pb, *B2 = (const double *)(uintptr_t)pb2;
     const double *X1 = (const double *)(uintptr_t)px1;
-    const double *B = (const double *)(uintptr_t)pb;
     const double *X2 = (const double *)(uintptr_t)px2;
     double *out = (double *)(uintptr_t)pout;
     /* heap (k), then the two-level scan's values (n), block maxima and their heap (k) */
@@ -293,10 +300,13 @@ static PyObject *bilinear_topk_sum(PyObject *self, PyObject *args)
     for (Py_ssize_t o = o0; o < o1; o++) {
         row_t r;
         r.a = A + o * n;
+        r.a2 = A2 ? A2 + o * n : NULL;
         r.b = B ? B + o * n : NULL;
+        r.b2 = B2 ? B2 + o * n : NULL;
         r.sign = sign;
+        r.x1 = r.x2 = NULL;
         Py_ssize_t i0, i1;
-        support(r.a, r.b, n, &i0, &i1);
+        support(&r, n, &i0, &i1);
         for (Py_ssize_t j = 0; j < n_in; j++) {
             r.x1 = X1 ? X1 + j * n : NULL;
             r.x2 = X2 ? X2 + j * n : NULL;
@@ -335,7 +345,8 @@ static PyObject *use_simd(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"bilinear_topk_sum", bilinear_topk_sum, METH_VARARGS,
-     "bilinear_topk_sum(A, X1, B, X2, sign, out, n_out, n_in, n, k, o0, o1): data pointers "
+     "bilinear_topk_sum(A, A2, X1, B, B2, X2, sign, out, n_out, n_in, n, k, o0, o1): data "
+     "pointers "
      "(0 for an absent operand); fills out[o0:o1] (see mipcert/agt/kernels.py)."},
     {"simd", simd, METH_NOARGS, "The scan in use: 'avx2' or 'scalar'."},
     {"use_simd", use_simd, METH_VARARGS, "use_simd(flag): the AVX2 scan on or off."},

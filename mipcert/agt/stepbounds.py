@@ -58,16 +58,20 @@ def _neg(x: Tensor) -> Tensor:
 # ---------------------------------------------------------------- per-sample values
 @dataclass
 class Bilinear:
-    """Per-sample values ``v[o, j, i] = A[o, i] X1[j, i] + sign B[o, i] X2[j, i]`` of a
-    weight block (rows ``o * in + j``), or ``v[o, i] = A[o, i]`` of a bias block (``X1``
-    None). ``A``, ``B``: ``(out, n)``; ``X1``, ``X2``: ``(in, n)``, all contiguous;
-    ``sign`` is +-1."""
+    """Per-sample values ``v[o, j, i] = A'[o, i] X1[j, i] + sign B'[o, i] X2[j, i]`` of a
+    weight block (rows ``o * in + j``), or ``v[o, i] = A'[o, i]`` of a bias block (``X1``
+    None), with ``A' = A - A2`` and ``B' = B - B2`` (``A2``/``B2`` None: zero; a difference
+    of two delta bounds is left unformed so that the kernel forms it on the fly).
+    ``A``, ``A2``, ``B``, ``B2``: ``(out, n)``; ``X1``, ``X2``: ``(in, n)``, all
+    contiguous; ``sign`` is +-1."""
 
     A: Tensor
     X1: Optional[Tensor] = None
     B: Optional[Tensor] = None
     X2: Optional[Tensor] = None
     sign: float = 1.0
+    A2: Optional[Tensor] = None
+    B2: Optional[Tensor] = None
 
     @property
     def dims(self) -> tuple[int, int, int]:
@@ -75,30 +79,38 @@ class Bilinear:
         out, n = self.A.shape
         return out, 1 if self.X1 is None else self.X1.shape[0], n
 
+    def _coef(self, o0: int, o1: int):
+        A = self.A[o0:o1] if self.A2 is None else self.A[o0:o1] - self.A2[o0:o1]
+        if self.B is None:
+            return A, None
+        return A, (self.B[o0:o1] if self.B2 is None else self.B[o0:o1] - self.B2[o0:o1])
+
     def rows(self, o0: int, o1: int, j0: int, j1: int) -> Tensor:
         """The values of rows ``(o, j)``, ``o0 <= o < o1``, ``j0 <= j < j1`` as
         ``((o1 - o0) * (j1 - j0), n)``."""
+        A, B = self._coef(o0, o1)
         if self.X1 is None:
-            return self.A[o0:o1]
-        A = self.A[o0:o1, None, :]
-        n = A.shape[2]
-        v = torch.mul(A, self.X1[None, j0:j1, :])
-        if self.B is not None:
-            v.addcmul_(self.B[o0:o1, None, :], self.X2[None, j0:j1, :], value=self.sign)
+            return A
+        n = A.shape[1]
+        v = torch.mul(A[:, None, :], self.X1[None, j0:j1, :])
+        if B is not None:
+            v.addcmul_(B[:, None, :], self.X2[None, j0:j1, :], value=self.sign)
         return v.view(-1, n)
 
     def total(self) -> Tensor:
         """``sum_i v[., i]`` as ``(out * in,)`` (matmuls)."""
+        A, B = self._coef(0, self.A.shape[0])
         if self.X1 is None:
-            return self.A.sum(1)
-        s = self.A @ self.X1.T
-        if self.B is not None:
-            s.addmm_(self.B, self.X2.T, alpha=self.sign)
+            return A.sum(1)
+        s = A @ self.X1.T
+        if B is not None:
+            s.addmm_(B, self.X2.T, alpha=self.sign)
         return s.view(-1)
 
     def topk_sum(self, k: int) -> Tensor:
         """Per row, the sum of the ``k`` largest of ``max(0, v_i)``, ``(out * in,)``."""
-        fast = kernels.bilinear_topk_sum(self.A, self.X1, self.B, self.X2, k, self.sign)
+        fast = kernels.bilinear_topk_sum(self.A, self.X1, self.B, self.X2, k, self.sign,
+                                         self.A2, self.B2)
         if fast is not None:
             return fast
         out = self.A.new_empty(self.dims[:2])
@@ -170,14 +182,15 @@ def label_change_bounds(dP: Pair, dC: Pair, a: Optional[Pair], nonneg: bool):
     if au is not None:
         return (Bilinear(_pos(cl) - _pos(pl), al, _neg(cl) - _neg(pl), au),
                 Bilinear(_pos(pu) - _pos(cu), au, _neg(pu) - _neg(cu), al))
-    negL, U = cl - pl, pu - cu
+    # negL = cl - pl and U = pu - cu, left unformed (A - A2, B - B2)
     if a is None:
-        return Bilinear(negL), Bilinear(U)
+        return Bilinear(cl, A2=pl), Bilinear(pu, A2=cu)
     if nonneg:
-        return Bilinear(negL, al), Bilinear(U, al)
+        return Bilinear(cl, al, A2=pl), Bilinear(pu, al, A2=cu)
     # lo_C - lo_P = (cl - pl) a+ + (cu - pu) a-;  hi_P - hi_C = (pu - cu) a+ + (pl - cl) a-
     ap, an = _pos(al), _neg(al)
-    return Bilinear(negL, ap, U, an, -1.0), Bilinear(U, ap, negL, an, -1.0)
+    return (Bilinear(cl, ap, pu, an, -1.0, A2=pl, B2=cu),
+            Bilinear(pu, ap, cl, an, -1.0, A2=cu, B2=pl))
 
 
 def _chunks(n_out: int, n_in: int, n: int):
@@ -304,7 +317,10 @@ def _backprop(W: Pair, d: Pair, gates: tuple[Tensor, Tensor, Tensor]) -> Pair:
     else:
         lo, hi = _midrad(WlT, Wu.T, dl, du)
     su, cap, ncap = gates
-    return torch.minimum(lo, cap).mul_(su), torch.maximum(hi, ncap).mul_(su)
+    if hi is lo:
+        hi = lo.clone()
+    # in place: the matmul results are fresh, and reusing them keeps fewer (in, n) arrays live
+    return (torch.minimum(lo, cap, out=lo).mul_(su), torch.maximum(hi, ncap, out=hi).mul_(su))
 
 
 def _forward(params, x: Pair):
@@ -433,7 +449,7 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
         if not zero:
             dm, am = _absmax(dC), _absmax(inC[l], nonneg)
             if dP is not None and shared:
-                dm = dm + _absmax(dP)   # same inputs: one matmul for both
+                dm = _absmax(dP).add_(dm)   # same inputs: one matmul for both
             mag_blk = [(dm @ am.T).view(-1)] + ([dm.sum(1)] if bias else [])
             if dP is not None and not shared:
                 dmP = _absmax(dP)
@@ -501,8 +517,11 @@ def _reduce(C, P, D, rule: str, k: int, b: int, clip: float | None, sums=None):
 
 def _absmax(pair: Pair, nonneg: bool = False) -> Tensor:
     """``max(|lo|, |hi|)`` of an interval (``= max(hi, -lo)`` as ``lo <= hi``; ``= hi``
-    when it is ``>= 0``)."""
+    when it is ``>= 0``). A fresh tensor unless ``nonneg`` (then ``hi`` itself)."""
     lo, hi = pair
     if hi is None or hi is lo:
         return lo if nonneg else lo.abs()
-    return hi if nonneg else torch.maximum(hi, -lo)
+    if nonneg:
+        return hi
+    m = torch.neg(lo)
+    return torch.maximum(hi, m, out=m)

@@ -19,7 +19,9 @@ needs_kernel = pytest.mark.skipif(not kernels.available(),
                                   reason="the C kernel is not built in this install")
 
 
-def torch_reference(A, X1, B, X2, k, sign):
+def torch_reference(A, X1, B, X2, k, sign, A2=None, B2=None):
+    A = A if A2 is None else A - A2
+    B = B if B2 is None else B - B2
     if X1 is None:
         v = A
     else:
@@ -43,24 +45,27 @@ def scan(request):
 
 @pytest.mark.parametrize("n", [1, 5, 8, 17, 64, 333])
 @pytest.mark.parametrize("k", [1, 3, 10, 400])
-@pytest.mark.parametrize("form", ["bias", "one", "two+", "two-"])
+@pytest.mark.parametrize("form", ["bias", "one", "two+", "two-", "diff-bias", "diff-two-"])
 def test_kernel_equals_torch_topk(scan, n, k, form):
     g = torch.Generator().manual_seed(n * 1000 + k)
     n_out, n_in = 3, 4
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
     A, X1 = r(n_out, n), r(n_in, n)
-    B, X2, sign = (r(n_out, n), r(n_in, n), -1.0 if form == "two-" else 1.0)
-    if form == "bias":
+    B, X2, sign = (r(n_out, n), r(n_in, n), -1.0 if form.endswith("two-") else 1.0)
+    A2 = B2 = None
+    if form.endswith("bias"):
         X1, B, X2, n_in = None, None, None, 1
     elif form == "one":
         B = X2 = None
-    A[0, : n // 3] = 0.0        # a zero prefix / suffix of the coefficients (skipped)
-    A[1, n - n // 4:] = 0.0
-    if B is not None:
-        B[0, : n // 3] = 0.0
-        B[1, n - n // 4:] = 0.0
-    got = kernels.bilinear_topk_sum(A, X1, B, X2, k, sign)
-    want = torch_reference(A, X1, B, X2, k, sign)
+    if form.startswith("diff"):   # coefficients given as differences A - A2, B - B2
+        A2 = A - r(n_out, n)
+        B2 = None if B is None else B - r(n_out, n)
+    for C, C2 in ((A, A2), (B, B2)):   # a zero prefix / suffix of the coefficients
+        if C is not None:
+            C[0, : n // 3] = 0.0 if C2 is None else C2[0, : n // 3]
+            C[1, n - n // 4:] = 0.0 if C2 is None else C2[1, n - n // 4:]
+    got = kernels.bilinear_topk_sum(A, X1, B, X2, k, sign, A2, B2)
+    want = torch_reference(A, X1, B, X2, k, sign, A2, B2)
     assert got.shape == (n_out * n_in,)
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
 

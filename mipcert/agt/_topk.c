@@ -198,10 +198,8 @@ __attribute__((target("avx2"))) static int fill_avx2(const row_t *r, Py_ssize_t 
         bm[g] = _mm256_cvtsd_f64(mx);
     }
     int bad = _mm256_movemask_pd(nan) != 0;
-    if (g * BLK < m) { /* the last, partial block */
-        row_t tail = *r;
-        bad |= fill_scalar(&tail, i0 + g * BLK, i1, buf + g * BLK, bm + g);
-    }
+    if (g * BLK < m) /* the last, partial block */
+        bad |= fill_scalar(r, i0 + g * BLK, i1, buf + g * BLK, bm + g);
     return bad;
 }
 #endif

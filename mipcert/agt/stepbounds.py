@@ -236,12 +236,11 @@ def _affine(W: Pair, b: Pair, a: Pair, nonneg: bool) -> Pair:
             lo, hi = Wl @ al, Wu @ al
         elif 2 * inp + 1 <= out:
             # [lo | hi] rows from one stacked input: [x+; x-; 1] (the bias folded in)
-            xs = torch.cat([_pos(al), _neg(al), al.new_ones(1, al.shape[1])], 0)
-            bl_ = (bl if bl is not None else Wl.new_zeros(out))[:, None]
-            bu_ = (bu if bu is not None else bl_[:, 0])[:, None] if bl is not None else bl_
-            lo = torch.cat([Wl, Wu, bl_], 1) @ xs
-            hi = torch.cat([Wu, Wl, bu_], 1) @ xs
-            return lo, hi
+            ones = [al.new_ones(1, al.shape[1])] if bl is not None else []
+            xs = torch.cat([_pos(al), _neg(al)] + ones, 0)
+            b_lo = [bl[:, None]] if bl is not None else []
+            b_hi = [(bl if bu is None else bu)[:, None]] if bl is not None else []
+            return torch.cat([Wl, Wu] + b_lo, 1) @ xs, torch.cat([Wu, Wl] + b_hi, 1) @ xs
         else:
             ap, an = _pos(al), _neg(al)
             lo = (Wl @ ap).addmm_(Wu, an)

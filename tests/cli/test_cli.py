@@ -7,9 +7,8 @@ from pathlib import Path
 
 import highspy
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
 from mipcert.cli import main
 from mipcert.io import load_network, parse_vnnlib, save_onnx
@@ -127,12 +126,9 @@ def test_truncated_onnx(small_problem, capsys, tmp_path):
     _expect_error(capsys, "verify", bad, make(0.1, "p.vnnlib"), match="truncated.onnx")
 
 
-def test_unsupported_op(capsys, tmp_path):
-    node = helper.make_node("Sigmoid", ["x"], ["y"], name="squash")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
-    path = tmp_path / "sig.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+def test_unsupported_op(capsys, tmp_path, make_onnx):
+    path = make_onnx([helper.make_node("Sigmoid", ["x"], ["y"], name="squash")], {}, [1, 2],
+                     [1, 2], name="sig.onnx")
     prop = tmp_path / "p.vnnlib"
     prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
                     "(declare-const Y_1 Real)\n(assert (>= X_0 0))\n(assert (<= X_0 1))\n"
@@ -160,16 +156,10 @@ def test_mismatched_input_size(small_problem, capsys, tmp_path):
     _expect_error(capsys, "verify", onnx_path, prop, match="input")
 
 
-def test_nan_weights(capsys, tmp_path):
-    W = np.array([[1.0, np.nan]], dtype=np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, name="fc")], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
-        [helper.make_tensor("W", TensorProto.FLOAT, [1, 2], W.ravel().tolist()),
-         helper.make_tensor("b", TensorProto.FLOAT, [1], [0.0])])
-    path = tmp_path / "nan.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+def test_nan_weights(capsys, tmp_path, make_onnx):
+    path = make_onnx([helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, name="fc")],
+                     {"W": np.array([[1.0, np.nan]]), "b": np.zeros(1)}, [1, 2], [1, 1],
+                     name="nan.onnx")
     prop = tmp_path / "p.vnnlib"
     prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
                     "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n"

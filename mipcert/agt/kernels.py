@@ -1,20 +1,24 @@
-"""Optional compiled kernel for interval AGT on the CPU: top-k sums of bilinear values.
+"""Optional compiled kernels for interval AGT on the CPU (C, ``_topk.c``).
 
-:func:`bilinear_topk_sum` computes, for every row ``(o, j)`` of a weight block, the sum of
-the ``k`` largest of ``max(0, (A - A2)[o, i] X1[j, i] +- (B - B2)[o, i] X2[j, i])`` over the samples ``i``
-(see :class:`mipcert.agt.stepbounds.Bilinear`) in one pass, without storing the ``(rows, n)``
-values that the torch path builds and hands to ``torch.topk``. It is C (``_topk.c``), built at
-install time when a C compiler is present (``setup.py`` marks the extension optional).
+* :func:`bilinear_topk_sum`: for every row ``(o, j)`` of a weight block, the sum of the ``k``
+  largest of ``max(0, (A - A2)[o, i] X1[j, i] +- (B - B2)[o, i] X2[j, i])`` over the samples
+  ``i`` (see :class:`mipcert.agt.stepbounds.Bilinear`), in one pass, without storing the
+  ``(rows, n)`` values that the torch path builds and hands to ``torch.topk``.
+* :func:`row_reduce`: several such reductions (top-k sums or plain sums) of one layer in one
+  call, visiting the rows so that the arrays they share are read from memory once.
+* :func:`relu_gate_`: the ReLU derivative applied to delta bounds in place, in one pass.
 
-Without it, or on CUDA, or with ``MIPCERT_NO_KERNELS=1`` in the environment, the function
-returns None and callers use the torch path, which gives the same numbers (up to the
-rounding of a sum of ``k`` terms; ``tests/agt/test_kernels.py`` compares the two).
+They are built at install time when a C compiler is present (``setup.py`` marks the
+extension optional). Without them, or on CUDA, or with ``MIPCERT_NO_KERNELS=1`` in the
+environment, the functions return None / False and callers use the torch path, which gives
+the same numbers up to rounding (``tests/agt/test_kernels.py`` compares the two).
 """
 from __future__ import annotations
 
 import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -27,6 +31,9 @@ Tensor = torch.Tensor
 
 #: below this many values a call runs on one thread (thread hand-off costs ~0.1 ms)
 PARALLEL_MIN_VALUES = 1 << 18
+
+#: parts per thread when a call is split over threads
+PARTS_PER_THREAD = 4
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -66,20 +73,93 @@ def bilinear_topk_sum(A: Tensor, X1: Optional[Tensor], B: Optional[Tensor],
         return None
     out = torch.empty((n_out, n_in), dtype=torch.float64)
     ptr = [0 if t is None else t.data_ptr() for t in (A, A2, X1, B, B2, X2)]
-
-    def run(o0: int, o1: int) -> None:
-        _topk.bilinear_topk_sum(*ptr, float(sign), out.data_ptr(), n_out, n_in, n, int(k),
-                                o0, o1)
-
-    threads = min(torch.get_num_threads(), n_out)
-    if threads <= 1 or n_out * n_in * n < PARALLEL_MIN_VALUES:
-        run(0, n_out)
-    else:
-        global _pool
-        if _pool is None or _pool._max_workers < threads:
-            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mipcert-topk")
-        cuts = [n_out * t // threads for t in range(threads + 1)]
-        # the operands stay referenced by this frame until every part has finished
-        for f in [_pool.submit(run, a, b) for a, b in zip(cuts, cuts[1:]) if b > a]:
-            f.result()
+    _split(lambda o0, o1: _topk.bilinear_topk_sum(*ptr, float(sign), out.data_ptr(), n_out,
+                                                  n_in, n, int(k), o0, o1),
+           n_out, n_out * n_in * n)
     return out.view(-1)
+
+
+#: one problem of :func:`row_reduce`: ``(A, A2, X1, B, B2, X2, sign, k)`` as in
+#: :func:`bilinear_topk_sum`; ``k = 0`` asks for the plain sum of ``v`` over the samples
+Problem = tuple
+
+
+def row_reduce(problems: Sequence[Problem]) -> Optional[list[Tensor]]:
+    """Several row reductions of bilinear values over blocks with the same ``(out, n)``
+    coefficient shape, in one pass: for problem ``(A, A2, X1, B, B2, X2, sign, k)`` and each
+    row ``(o, j)``, the sum of the ``k`` largest of ``max(0, v_i)`` (``k > 0``) or the sum
+    of ``v_i`` (``k = 0``), ``v_i`` as in :func:`bilinear_topk_sum`; one ``(out * in,)``
+    tensor per problem. The rows are visited so that the arrays they share (e.g. the delta
+    bounds of a layer, read by the clean sums, both top-k sides and the bias rows) are read
+    from memory once. None when the kernel cannot run here."""
+    if not available() or not problems:
+        return None
+    n_out, n = problems[0][0].shape
+    outs, desc = [], []
+    for A, A2, X1, B, B2, X2, sign, k in problems:
+        n_in = 1 if X1 is None else X1.shape[0]
+        if not (all(_ok(t, n_out, n) for t in (A, A2, B, B2))
+                and _ok(X1, n_in, n) and _ok(X2, n_in, n) and k >= 0
+                and (B is None) == (X2 is None) and (X1 is not None or B is None)
+                and (B2 is None or B is not None)):
+            return None
+        out = torch.empty((n_out, n_in), dtype=torch.float64)
+        outs.append(out)
+        desc.append(struct.pack("=7Q2qd", *[0 if t is None else t.data_ptr()
+                                            for t in (A, A2, X1, B, B2, X2, out)],
+                                n_in, int(k), float(sign)))
+    desc = b"".join(desc)
+    n_in = max(o.shape[1] for o in outs)
+    j_outer = n_in > n_out
+    work = sum(o.numel() for o in outs) * n
+    if j_outer:
+        _split(lambda j0, j1: _topk.row_reduce(desc, n_out, n, 0, n_out, j0, j1, True),
+               n_in, work)
+    else:
+        _split(lambda o0, o1: _topk.row_reduce(desc, n_out, n, o0, o1, 0, n_in, False),
+               n_out, work)
+    return [o.view(-1) for o in outs]
+
+
+def relu_gate_(d: tuple[Tensor, Tensor], d2: Optional[tuple[Tensor, Tensor]],
+               a: tuple[Tensor, Optional[Tensor]]) -> bool:
+    """Multiply the delta bounds ``d = (lo, hi)`` (and ``d2``, with the same gates) in place
+    by the ReLU derivative ``s in [1[al > 0], 1[au > 0]]``, where ``(al, au)`` are the
+    layer's post-activation bounds (``au`` None: a point), all ``(width, n)``: a surely-on
+    unit keeps ``[lo, hi]``, an unstable one gets ``[min(lo, 0), max(hi, 0)]``, a surely-off
+    one ``[0, 0]`` (:func:`mipcert.bounds.interval.mul_heaviside`), NaN kept. One pass;
+    False (nothing done) when the kernel cannot run here."""
+    if not available():
+        return False
+    al, au = a
+    shape = tuple(al.shape)
+    pairs = [d] + ([d2] if d2 is not None else [])
+    tensors = [t for p in pairs for t in p] + [al, au]
+    if not all(_ok(t, *shape) for t in tensors) or len(shape) != 2:
+        return False
+    if any(p[0].data_ptr() == p[1].data_ptr() for p in pairs):
+        return False   # lo and hi must be distinct arrays
+    ptr = [t.data_ptr() for t in d] + ([t.data_ptr() for t in d2] if d2 else [0, 0])
+    ptr += [al.data_ptr(), 0 if au is None else au.data_ptr()]
+    size = shape[0] * shape[1]
+    _split(lambda e0, e1: _topk.relu_gate(*ptr, e0, e1), size, size * 4 * len(pairs))
+    return True
+
+
+def _split(run, length: int, work: int) -> None:
+    """``run(a, b)`` over ``[0, length)``, cut into one part per torch thread when ``work``
+    (values touched) is worth the hand-off."""
+    threads = min(torch.get_num_threads(), length)
+    if threads <= 1 or work < PARALLEL_MIN_VALUES:
+        run(0, length)
+        return
+    global _pool
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mipcert-kernel")
+    # a few parts per thread, so that a thread slowed by another process (or by torch's
+    # OpenMP workers still spinning after an operation) takes fewer of them
+    m = min(length, PARTS_PER_THREAD * threads)
+    cuts = [length * t // m for t in range(m + 1)]
+    # the caller's operands stay referenced by its frame until every part has finished
+    for f in [_pool.submit(run, a, b) for a, b in zip(cuts, cuts[1:]) if b > a]:
+        f.result()

@@ -152,14 +152,25 @@ def backward_bounds(params, hs, inputs, dl: Tensor, du: Tensor,
 
 def magnitude_bound(inputs, deltas, params) -> Tensor:
     """Cheap ``(P,)`` upper bound of ``sum_i |g_i|`` (used to scale the outward widening):
-    ``|dW| <= max|delta| max|a|`` summed over samples is a matmul."""
+    ``|dW_l| <= max|delta_l| max|a_l|`` summed over the samples is a matmul. Below the top
+    layer, ``max|delta_l| <= |W_{l+1}|^T max|delta_{l+1}|`` (the ReLU derivative is at most
+    1) stands in for ``max|delta_l|``, so that the fused path never forms the first layer's
+    magnitudes (:func:`.stepbounds._magnitude` is the same rule). ``inputs``, ``deltas``:
+    ``(n, width)`` pairs per layer."""
     parts = []
-    for (al, au), (dl, du), p in zip(inputs, deltas, params):
+    top = len(params) - 1
+    for l, ((al, au), p) in enumerate(zip(inputs, params)):
         am = al.abs() if au is None else torch.maximum(al.abs(), au.abs())
+        dl, du = deltas[l if l == top else l + 1]
         dm = torch.maximum(dl.abs(), du.abs())
-        parts.append((dm.T @ am).reshape(-1))
+        S, sb = dm.T @ am, dm.sum(0)
+        if l < top:
+            Wl, Wu = params[l + 1][:2]
+            Wm = Wl.abs() if Wu is None else torch.maximum(Wl.abs(), Wu.abs())
+            S, sb = Wm.T @ S, Wm.T @ sb
+        parts.append(S.reshape(-1))
         if p[2] is not None:
-            parts.append(dm.sum(0))
+            parts.append(sb)
     return torch.cat(parts)
 
 

@@ -9,7 +9,7 @@ per-sample interval gradients.
   ``delta[o, i] a[j, i]``, then come out with row ``(o, j)`` (the flattening order)
   contiguous over the samples, which is what every per-coordinate reduction runs along;
   nothing is ever transposed.
-* **Bilinear values.** Every bound the aggregation needs of a block is, per sample, a
+* **Bilinear values** (:mod:`.streams`). Every bound the aggregation needs of a block is, per sample, a
   *bilinear form* ``v[o, j, i] = A[o, i] X1[j, i] + B[o, i] X2[j, i]`` of two ``(out, n)``
   coefficient rows and two ``(in, n)`` input rows (:class:`Bilinear`): e.g. with ``a >= 0``
   an interval, ``lo(delta a) = dl+ al + dl- au``. Their sums over the samples are matmuls
@@ -18,8 +18,14 @@ per-sample interval gradients.
   ``delta`` bounds alone.
 * **Top-k sums** (bounded poisoning and label flips: the ``k`` largest of
   ``max(0, gl_i - gpl_i)`` per coordinate) are computed without storing the values: by the
-  compiled kernel :mod:`mipcert.agt._topk` on the CPU when it is built (one pass, a heap of
-  ``k`` per row), else chunk by chunk in torch, chunks of :data:`CHUNK_ELEMENTS` values.
+  compiled kernels of :mod:`.kernels` on the CPU when they are built (a heap of ``k`` per
+  row; all top-k rows of a layer in one call, :func:`_layer_by_kernel`), else chunk by chunk
+  in torch, chunks of :data:`.streams.CHUNK_ELEMENTS` values.
+* **Backward pass.** The ReLU derivative is read from the post-activation bounds (the ReLU
+  is applied in place in the forward pass) and applied in place (:func:`_relu_backward_`).
+* **Magnitude bound** (it only scales the outward widening): below the top layer,
+  ``|delta_l|`` is bounded through the layer above (:func:`_magnitude`), so the first
+  layer's ``(width, n)`` magnitudes are never formed.
 * Clipping, removal and substitution need per-sample values themselves: those are built
   chunk by chunk, clipped and reduced.
 
@@ -27,7 +33,6 @@ per-sample interval gradients.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -39,173 +44,10 @@ from . import kernels
 from .aggregate import topk_sum
 from .instance import PerturbationConfig
 from .propagate import LabelChange, delta_bounds_many, split_params
+from .streams import Bilinear, _chunks, _neg, _pos, label_change_bounds, product_bounds
 
 Tensor = torch.Tensor
 Pair = tuple[Tensor, Optional[Tensor]]  # (lo, hi) of a (width, n) quantity; hi None: a point
-
-#: values per chunk when per-sample values are built in torch (``2**16`` float64: 512 KiB)
-CHUNK_ELEMENTS = 1 << 16
-
-
-def _pos(x: Tensor) -> Tensor:
-    return x.clamp_min(0.0)
-
-
-def _neg(x: Tensor) -> Tensor:
-    return x.clamp_max(0.0)
-
-
-# ---------------------------------------------------------------- per-sample values
-@dataclass
-class Bilinear:
-    """Per-sample values ``v[o, j, i] = A'[o, i] X1[j, i] + sign B'[o, i] X2[j, i]`` of a
-    weight block (rows ``o * in + j``), or ``v[o, i] = A'[o, i]`` of a bias block (``X1``
-    None), with ``A' = A - A2`` and ``B' = B - B2`` (``A2``/``B2`` None: zero; a difference
-    of two delta bounds is left unformed so that the kernel forms it on the fly).
-    ``A``, ``A2``, ``B``, ``B2``: ``(out, n)``; ``X1``, ``X2``: ``(in, n)``, all
-    contiguous; ``sign`` is +-1."""
-
-    A: Tensor
-    X1: Optional[Tensor] = None
-    B: Optional[Tensor] = None
-    X2: Optional[Tensor] = None
-    sign: float = 1.0
-    A2: Optional[Tensor] = None
-    B2: Optional[Tensor] = None
-
-    @property
-    def dims(self) -> tuple[int, int, int]:
-        """``(out, in, n)``; a bias block has ``in = 1``."""
-        out, n = self.A.shape
-        return out, 1 if self.X1 is None else self.X1.shape[0], n
-
-    def _coef(self, o0: int, o1: int):
-        A = self.A[o0:o1] if self.A2 is None else self.A[o0:o1] - self.A2[o0:o1]
-        if self.B is None:
-            return A, None
-        return A, (self.B[o0:o1] if self.B2 is None else self.B[o0:o1] - self.B2[o0:o1])
-
-    def rows(self, o0: int, o1: int, j0: int, j1: int) -> Tensor:
-        """The values of rows ``(o, j)``, ``o0 <= o < o1``, ``j0 <= j < j1`` as
-        ``((o1 - o0) * (j1 - j0), n)``."""
-        A, B = self._coef(o0, o1)
-        if self.X1 is None:
-            return A
-        n = A.shape[1]
-        v = torch.mul(A[:, None, :], self.X1[None, j0:j1, :])
-        if B is not None:
-            v.addcmul_(B[:, None, :], self.X2[None, j0:j1, :], value=self.sign)
-        return v.view(-1, n)
-
-    def total(self) -> Tensor:
-        """``sum_i v[., i]`` as ``(out * in,)`` (matmuls)."""
-        A, B = self._coef(0, self.A.shape[0])
-        if self.X1 is None:
-            return A.sum(1)
-        s = A @ self.X1.T
-        if B is not None:
-            s.addmm_(B, self.X2.T, alpha=self.sign)
-        return s.view(-1)
-
-    def topk_sum(self, k: int) -> Tensor:
-        """Per row, the sum of the ``k`` largest of ``max(0, v_i)``, ``(out * in,)``."""
-        fast = kernels.bilinear_topk_sum(self.A, self.X1, self.B, self.X2, k, self.sign,
-                                         self.A2, self.B2)
-        if fast is not None:
-            return fast
-        out = self.A.new_empty(self.dims[:2])
-        for o0, o1, j0, j1 in _chunks(*self.dims):
-            out[o0:o1, j0:j1] = topk_sum(self.rows(o0, o1, j0, j1), k, dim=1,
-                                         nonneg=True).view(o1 - o0, j1 - j0)
-        return out.view(-1)
-
-
-@dataclass
-class Products:
-    """Per-sample bounds of ``delta a^T`` with ``a`` an interval of either sign (the data
-    within ``eps``): ``lo`` or ``hi`` of the four end products (:func:`iv.mul`)."""
-
-    dl: Tensor
-    du: Tensor
-    al: Tensor
-    au: Tensor
-    upper: bool
-
-    @property
-    def dims(self) -> tuple[int, int, int]:
-        return self.dl.shape[0], self.al.shape[0], self.dl.shape[1]
-
-    def rows(self, o0: int, o1: int, j0: int, j1: int) -> Tensor:
-        lo, hi = iv.mul(self.dl[o0:o1, None, :], self.du[o0:o1, None, :],
-                        self.al[None, j0:j1, :], self.au[None, j0:j1, :])
-        return (hi if self.upper else lo).reshape(-1, self.dl.shape[1])
-
-    def total(self) -> Tensor:
-        out = self.dl.new_empty(self.dims[:2])
-        for o0, o1, j0, j1 in _chunks(*self.dims):
-            out[o0:o1, j0:j1] = self.rows(o0, o1, j0, j1).sum(1).view(o1 - o0, j1 - j0)
-        return out.view(-1)
-
-
-def product_bounds(d: Pair, a: Optional[Pair], nonneg: bool):
-    """``(lo, hi)`` per-sample value streams of ``d a^T`` (``d`` ``(out, n)``, ``a``
-    ``(in, n)``; ``a`` None: the bias block, ``d`` itself). Exact interval products:
-    ``a`` a point: ``lo = dl a+ + du a-``; ``a >= 0`` an interval: ``lo = dl+ al + dl- au``;
-    ``hi`` alike."""
-    dl, du = d
-    point_d = du is None or du is dl
-    du = dl if du is None else du
-    if a is None:
-        return Bilinear(dl), Bilinear(du)
-    al, au = a
-    if au is None:
-        if point_d:
-            v = Bilinear(dl, al)
-            return v, v
-        if nonneg:
-            return Bilinear(dl, al), Bilinear(du, al)
-        ap, an = _pos(al), _neg(al)
-        return Bilinear(dl, ap, du, an), Bilinear(du, ap, dl, an)
-    if nonneg:
-        return (Bilinear(_pos(dl), al, _neg(dl), au), Bilinear(_pos(du), au, _neg(du), al))
-    return Products(dl, du, al, au, False), Products(dl, du, al, au, True)
-
-
-def label_change_bounds(dP: Pair, dC: Pair, a: Optional[Pair], nonneg: bool):
-    """For a sample whose perturbed copy shares its forward pass (only the label changes):
-    value streams of ``lo(dC a^T) - lo(dP a^T)`` and ``hi(dP a^T) - hi(dC a^T)``, formed
-    from the delta bounds alone (None when ``a`` is an interval of either sign)."""
-    (pl, pu), (cl, cu) = dP, dC
-    al, au = (None, None) if a is None else a
-    if au is not None and not nonneg:
-        return None
-    if au is not None:
-        return (Bilinear(_pos(cl) - _pos(pl), al, _neg(cl) - _neg(pl), au),
-                Bilinear(_pos(pu) - _pos(cu), au, _neg(pu) - _neg(cu), al))
-    # negL = cl - pl and U = pu - cu, left unformed (A - A2, B - B2)
-    if a is None:
-        return Bilinear(cl, A2=pl), Bilinear(pu, A2=cu)
-    if nonneg:
-        return Bilinear(cl, al, A2=pl), Bilinear(pu, al, A2=cu)
-    # lo_C - lo_P = (cl - pl) a+ + (cu - pu) a-;  hi_P - hi_C = (pu - cu) a+ + (pl - cl) a-
-    ap, an = _pos(al), _neg(al)
-    return (Bilinear(cl, ap, pu, an, -1.0, A2=pl, B2=cu),
-            Bilinear(pu, ap, cl, an, -1.0, A2=cu, B2=pl))
-
-
-def _chunks(n_out: int, n_in: int, n: int):
-    """``(o0, o1, j0, j1)`` tiles of the ``(n_out, n_in)`` rows holding about
-    :data:`CHUNK_ELEMENTS` values of ``n`` samples each."""
-    rows = max(1, CHUNK_ELEMENTS // max(n, 1))
-    if n_in <= rows:
-        go = max(1, rows // n_in)
-        for o0 in range(0, n_out, go):
-            yield o0, min(n_out, o0 + go), 0, n_in
-    else:
-        for o0 in range(n_out):
-            for j0 in range(0, n_in, rows):
-                yield o0, o0 + 1, j0, min(n_in, j0 + rows)
-
 
 # ---------------------------------------------------------------- forward / backward, unit-major
 #: finite stand-in for +inf in the ReLU-derivative caps of :func:`_backprop`
@@ -282,58 +124,65 @@ def _midrad(Wl: Tensor, Wu: Tensor, al: Tensor, au: Tensor):
     return mid - rad, mid + rad
 
 
-def _relu_gates(h: Pair) -> tuple[Tensor, Tensor, Tensor]:
+def _relu_gates(a: Pair) -> tuple[Tensor, Tensor, Tensor]:
     """For the ReLU derivative ``s in [H(h_lo), H(h_hi)]`` (``H(x) = 1[x > 0]``) of a
-    pre-activation interval ``(width, n)``: ``(H(h_hi), cap, -cap)`` as floats, with
+    hidden layer, given by its post-activation bounds ``a = (max(h_lo, 0), max(h_hi, 0))``
+    (``(width, n)``; ``a > 0`` iff ``h > 0``): ``(H(h_hi), cap, -cap)`` as floats, with
     ``cap = +inf`` (a finite stand-in) where ``H(h_lo) = 1`` and ``0`` elsewhere (float
     arithmetic on these is several times faster than boolean masks)."""
-    lo, hi = h
+    lo, hi = a
     su = torch.gt(lo if hi is None else hi, 0.0, out=torch.empty_like(lo))
     cap = torch.gt(lo, 0.0, out=torch.empty_like(lo)).mul_(_BIG)
     return su, cap, cap.neg()
 
 
-def _backprop(W: Pair, d: Pair, gates: tuple[Tensor, Tensor, Tensor]) -> Pair:
-    """``delta_{l-1} = (W^T delta_l) * [H(hl), H(hu)]`` (paper eqs. 23-26): ``W``
-    ``(out, in)``, ``d`` ``(out, n)`` -> ``(in, n)``; ``gates`` from :func:`_relu_gates`.
-
-    The exact product of ``[lo, hi]`` with ``s in [s_l, s_u]``, ``s`` in ``{0, 1}``
-    (:func:`iv.mul_heaviside`): a unit surely on keeps ``[lo, hi]``, one surely off gives
-    ``0``, an unstable one ``[min(lo, 0), max(hi, 0)]``; that is
-    ``lo' = min(lo, cap) s_u`` and ``hi' = max(hi, -cap) s_u``."""
+def _backprop(W: Pair, d: Pair) -> tuple[Tensor, Tensor]:
+    """``W^T delta_l`` (before the ReLU derivative): ``W`` ``(out, in)``, ``d`` ``(out, n)``
+    -> two fresh, distinct ``(in, n)`` arrays (paper eqs. 23-24)."""
     (Wl, Wu), (dl, du) = W, d
     WlT = Wl.T
     if Wu is None and du is None:
-        lo = hi = WlT @ dl
-    elif Wu is None:
+        lo = WlT @ dl
+        return lo, lo.clone()
+    if Wu is None:
         Wp, Wn = _pos(WlT), _neg(WlT)
-        lo = (Wp @ dl).addmm_(Wn, du)
-        hi = (Wp @ du).addmm_(Wn, dl)
-    elif du is None:
+        return (Wp @ dl).addmm_(Wn, du), (Wp @ du).addmm_(Wn, dl)
+    if du is None:
         dp, dn = _pos(dl), _neg(dl)
-        lo = (WlT @ dp).addmm_(Wu.T, dn)
-        hi = (Wu.T @ dp).addmm_(WlT, dn)
-    else:
-        lo, hi = _midrad(WlT, Wu.T, dl, du)
-    su, cap, ncap = gates
-    if hi is lo:
-        hi = lo.clone()
-    # in place: the matmul results are fresh, and reusing them keeps fewer (in, n) arrays live
-    return (torch.minimum(lo, cap, out=lo).mul_(su), torch.maximum(hi, ncap, out=hi).mul_(su))
+        return (WlT @ dp).addmm_(Wu.T, dn), (Wu.T @ dp).addmm_(WlT, dn)
+    return _midrad(WlT, Wu.T, dl, du)
+
+
+def _relu_backward_(d: tuple[Tensor, Tensor], d2: Optional[tuple[Tensor, Tensor]],
+                    a: Pair) -> None:
+    """Multiply the delta bounds ``d`` (and ``d2``, same layer and gates) in place by the
+    ReLU derivative ``s in [H(h_lo), H(h_hi)]`` (paper eqs. 25-26), ``a`` the layer's
+    post-activation bounds. The exact product of ``[lo, hi]`` with ``s`` in ``{0, 1}``
+    (:func:`iv.mul_heaviside`): a unit surely on keeps ``[lo, hi]``, one surely off gives
+    ``0``, an unstable one ``[min(lo, 0), max(hi, 0)]``. By the compiled kernel in one pass
+    when it runs here; else ``lo' = min(lo, cap) s_u``, ``hi' = max(hi, -cap) s_u`` with the
+    float gates of :func:`_relu_gates`."""
+    if kernels.relu_gate_(d, d2, a):
+        return
+    su, cap, ncap = _relu_gates(a)
+    for lo, hi in [d] + ([d2] if d2 is not None else []):
+        torch.minimum(lo, cap, out=lo).mul_(su)
+        torch.maximum(hi, ncap, out=hi).mul_(su)
 
 
 def _forward(params, x: Pair):
-    """Interval forward pass, unit-major. Returns the pre-activations ``hs`` and the layer
-    inputs ``inputs`` (``inputs[0]`` = the data), pairs of ``(width, n)``."""
-    hs, inputs = [], []
+    """Interval forward pass, unit-major. Returns the logit bounds and the layer inputs
+    ``inputs`` (``inputs[0]`` = the data, then the post-activation bounds of each hidden
+    layer), pairs of ``(width, n)``. The ReLU is applied in place: the backward pass reads
+    its gates from the post-activations (``max(h, 0) > 0`` iff ``h > 0``)."""
+    inputs = []
     a = x
     for l, (Wl, Wu, bl, bu) in enumerate(params):
         inputs.append(a)
         h = _affine((Wl, Wu), (bl, bu), a, nonneg=l > 0)
-        hs.append(h)
-        if l < len(params) - 1:
-            a = (_pos(h[0]), None if h[1] is None else _pos(h[1]))
-    return hs, inputs
+        if l == len(params) - 1:
+            return h, inputs
+        a = (h[0].clamp_min_(0.0), None if h[1] is None else h[1].clamp_min_(0.0))
 
 
 def _deltas(h: Pair, y: Tensor, loss: str, changes, n_classes) -> list[Pair]:
@@ -406,67 +255,164 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     order = torch.argsort(y, stable=True)
     X, y = X[order], y[order]
     XT = X.T.contiguous()
-    hsC, inC = _forward(params, (XT, None))
-    hsP, inP = (_forward(params, (XT - eps, XT + eps)) if eps > 0 else (hsC, inC))
+    zC, inC = _forward(params, (XT, None))
+    zP, inP = (_forward(params, (XT - eps, XT + eps)) if eps > 0 else (zC, inC))
     shared = inP is inC
     change = LabelChange(flip=pert.flips, nu=pert.nu)
     if not poisoned:
-        dC, dP = _deltas(hsC[-1], y, loss, [LabelChange()], n_classes)[0], None
+        dC, dP = _deltas(zC, y, loss, [LabelChange()], n_classes)[0], None
     elif shared:
-        dC, dP = _deltas(hsC[-1], y, loss, [LabelChange(), change], n_classes)
+        dC, dP = _deltas(zC, y, loss, [LabelChange(), change], n_classes)
     else:
-        dC = _deltas(hsC[-1], y, loss, [LabelChange()], n_classes)[0]
-        dP = _deltas(hsP[-1], y, loss, [change], n_classes)[0]
+        dC = _deltas(zC, y, loss, [LabelChange()], n_classes)[0]
+        dP = _deltas(zP, y, loss, [change], n_classes)[0]
     kk = min(k, b)
     by_sums = clip is None and rule in ("none", "poisoned")
 
     lows: list[Tensor] = []
     highs: list[Tensor] = []
     mags: list[Tensor] = []
-    for l in range(len(params) - 1, -1, -1):
+    top = len(params) - 1
+    dm_above = None          # |delta| bounds of the layer above, for the magnitude bound
+    for l in range(top, -1, -1):
         Wl, Wu, bl, _ = params[l]
         nonneg = l > 0
         bias = bl is not None
-        sums = _clean_sums(dC, inC[l], nonneg, bias) if by_sums else None
-        blocks = [(inC[l], inP[l])] + ([(None, None)] if bias else [])
-        blk_lo, blk_hi = [], []
-        for i, (a, aP) in enumerate(blocks):
-            C = product_bounds(dC, a, nonneg)
-            D = P = None
-            if poisoned:
-                if shared and clip is None:
-                    D = label_change_bounds(dP, dC, a, nonneg)
-                if D is None:
-                    P = product_bounds(dP, aP, nonneg)
-            lo_, hi_ = _reduce(C, P, D, rule, kk if poisoned else k, b, clip,
-                               None if sums is None else sums[i])
-            blk_lo.append(lo_)
-            blk_hi.append(hi_)
+        # |delta_l| of this layer, when a magnitude bound needs it (not for the first layer
+        # of a deeper network: that one is bounded through the layer above, see _magnitude)
+        dm = _delta_magnitude(dC, dP, shared) if not zero and (l == top or l > 0) else None
+        fused = None
+        if poisoned and shared and clip is None:
+            fused = _layer_by_kernel(dC, dP, inC[l], nonneg, bias, kk, b,
+                                     dm[0] if l == top else None)
+        if fused is not None:
+            blk_lo, blk_hi, mag_blk = fused
+        else:
+            blk_lo, blk_hi = _layer_blocks(dC, dP, inC[l], inP[l], nonneg, bias, rule,
+                                           kk if poisoned else k, b, clip, shared, by_sums)
+            mag_blk = None
         lows = blk_lo + lows
         highs = blk_hi + highs
         # ---- magnitude bound sum_i |g_i| (clean and perturbed), for the outward widening
         if not zero:
-            dm, am = _absmax(dC), _absmax(inC[l], nonneg)
-            if dP is not None and shared:
-                dm = _absmax(dP).add_(dm)   # same inputs: one matmul for both
-            mag_blk = [(dm @ am.T).view(-1)] + ([dm.sum(1)] if bias else [])
-            if dP is not None and not shared:
-                dmP = _absmax(dP)
-                mag_blk[0] = mag_blk[0] + (dmP @ _absmax(inP[l], nonneg).T).view(-1)
-                if bias:
-                    mag_blk[1] = mag_blk[1] + dmP.sum(1)
+            if mag_blk is None:
+                mag_blk = _magnitude(dm if l == top else dm_above, inC[l],
+                                     None if shared else inP[l], nonneg, bias,
+                                     None if l == top else params[l + 1][:2])
             mags = mag_blk + mags
+            dm_above = dm
         # ---- delta of the layer below
         if l > 0:
-            gates = _relu_gates(hsC[l - 1])
-            dC = _backprop((Wl, Wu), dC, gates)
+            dC = _backprop((Wl, Wu), dC)
             if dP is not None:
-                if not shared:
-                    gates = _relu_gates(hsP[l - 1])
-                dP = _backprop((Wl, Wu), dP, gates)
+                dP = _backprop((Wl, Wu), dP)
+            _relu_backward_(dC, dP if shared else None, inC[l])
+            if dP is not None and not shared:
+                _relu_backward_(dP, None, inP[l])
     dl = torch.cat(lows)
     du = torch.cat(highs)
     return dl, du, (torch.cat(mags) if mags else None)
+
+
+def _layer_blocks(dC, dP, a, aP, nonneg, bias, rule, k, b, clip, shared, by_sums):
+    """The aggregated bounds ``([lo_W, lo_b], [hi_W, hi_b])`` of a layer's blocks in torch
+    (and with the top-k kernel where :meth:`Bilinear.topk_sum` can use it)."""
+    sums = _clean_sums(dC, a, nonneg, bias) if by_sums else None
+    blocks = [(a, aP)] + ([(None, None)] if bias else [])
+    blk_lo, blk_hi = [], []
+    for i, (x, xP) in enumerate(blocks):
+        C = product_bounds(dC, x, nonneg)
+        D = P = None
+        if rule == "poisoned":
+            if shared and clip is None:
+                D = label_change_bounds(dP, dC, x, nonneg)
+            if D is None:
+                P = product_bounds(dP, xP, nonneg)
+        lo_, hi_ = _reduce(C, P, D, rule, k, b, clip, None if sums is None else sums[i])
+        blk_lo.append(lo_)
+        blk_hi.append(hi_)
+    return blk_lo, blk_hi
+
+
+def _layer_by_kernel(dC: Pair, dP: Pair, a: Pair, nonneg: bool, bias: bool, k: int, b: int,
+                     dm: Optional[Tensor]):
+    """Bounded poisoning / label flips with a shared forward pass: the aggregated bounds of a
+    layer's blocks, ``lo = (sum_i lo_i - topk(lo_i - lo'_i)) / b`` and
+    ``hi = (sum_i hi_i + topk(hi'_i - hi_i)) / b`` (FORMULATIONS 3.5), all by one call of
+    the compiled :func:`kernels.row_reduce`: the clean sums, both top-k sides of the weight
+    and bias blocks (and, given ``dm``, the magnitude sums ``dm a^T``) read the layer's
+    delta bounds once. Returns ``(lows, highs, mags or None)``, or None when the kernel
+    cannot run here (the caller then takes :func:`_layer_blocks`)."""
+    if not kernels.available():
+        return None
+    problems, index, keep = [], {}, []
+
+    def add(v: Bilinear, kk: int) -> int:
+        keep.append(v)                        # keeps id(v) unique while index is in use
+        key = (id(v), kk)
+        if key not in index:
+            index[key] = len(problems)
+            problems.append((v.A, v.A2, v.X1, v.B, v.B2, v.X2, v.sign, kk))
+        return index[key]
+
+    sums = _clean_sums(dC, a, nonneg, bias)
+    plan = []
+    for i, x in enumerate([a] + ([None] if bias else [])):
+        D = label_change_bounds(dP, dC, x, nonneg)
+        if D is None:
+            return None
+        if sums is None:
+            C = product_bounds(dC, x, nonneg)
+            if not all(isinstance(v, Bilinear) for v in C):
+                return None
+            plan.append((add(C[0], 0), add(C[1], 0), add(D[0], k), add(D[1], k)))
+        else:
+            plan.append((sums[i][0], sums[i][1], add(D[0], k), add(D[1], k)))
+    out = kernels.row_reduce(problems)
+    if out is None:
+        return None
+    get = lambda s: out[s] if isinstance(s, int) else s  # noqa: E731
+    lows = [(get(sl) - out[tl]) / b for sl, _, tl, _ in plan]
+    highs = [(get(su) + out[tu]) / b for _, su, _, tu in plan]
+    mags = None
+    if dm is not None:
+        mags = _magnitude((dm, None), a, None, nonneg, bias)
+    return lows, highs, mags
+
+
+def _delta_magnitude(dC: Pair, dP: Optional[Pair], shared: bool):
+    """``(mC, mP)``: ``max(|lo|, |hi|)`` of the clean delta bounds ``(width, n)``, plus that
+    of the perturbed ones when they share the layer inputs (``mP`` None), else ``mP``
+    separately."""
+    mC = _absmax(dC)
+    if dP is None:
+        return mC, None
+    if shared:
+        return _absmax(dP).add_(mC), None
+    return mC, _absmax(dP)
+
+
+def _magnitude(dm, a: Pair, aP: Optional[Pair], nonneg: bool, bias: bool,
+               W_above: Optional[Pair] = None) -> list[Tensor]:
+    """A bound on ``sum_i |g_i|`` per parameter of a layer's blocks (clean and perturbed
+    samples), which scales the outward widening of the update: ``sum_i |delta_i| |a_i|^T``
+    with ``dm = (mC, mP)`` from :func:`_delta_magnitude` (``aP``: the perturbed inputs when
+    not shared). With ``W_above`` (the layer above's weight interval), ``dm`` is the layer
+    *above*'s and ``|delta_l| <= |W_above|^T |delta_above|`` (the ReLU derivative is at most
+    1) is used instead, so that the first layer's ``(width, n)`` magnitudes are never formed.
+    :func:`.propagate.magnitude_bound` is the same rule on the reference path."""
+    mC, mP = dm
+    S = mC @ _absmax(a, nonneg).T
+    sb = mC.sum(1) if bias else None
+    if mP is not None:
+        S.addmm_(mP, _absmax(aP, nonneg).T)
+        if bias:
+            sb = sb + mP.sum(1)
+    if W_above is not None:
+        Wm = _absmax(W_above)                # (out_above, out)
+        S = Wm.T @ S
+        sb = Wm.T @ sb if bias else None
+    return [S.reshape(-1)] + ([sb] if bias else [])
 
 
 def _reduce(C, P, D, rule: str, k: int, b: int, clip: float | None, sums=None):

@@ -78,8 +78,8 @@ def test_mul_heaviside_matches_definition():
 def test_chunked_topk_equals_reference(monkeypatch, chunk, loss, hidden):
     """Tiny chunks (several per weight block, split along both the output and the input
     units) give the reference box."""
-    from mipcert.agt import stepbounds
-    monkeypatch.setattr(stepbounds, "CHUNK_ELEMENTS", chunk)
+    from mipcert.agt import streams
+    monkeypatch.setattr(streams, "CHUNK_ELEMENTS", chunk)
     inst, data, run = build(small_doc(loss=loss, kind="label_flip", k=3, hidden=hidden))
     fast = interval_agt(run, inst.perturbation)
     ref = interval_agt(run, inst.perturbation, reference=True)

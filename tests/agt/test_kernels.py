@@ -136,3 +136,131 @@ def test_agt_with_and_without_kernel(monkeypatch, loss, hidden):
     scale = max(np.abs(slow.lower).max(), np.abs(slow.upper).max(), 1.0)
     np.testing.assert_allclose(fast.lower, slow.lower, rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(fast.upper, slow.upper, rtol=0, atol=1e-12 * scale)
+
+
+def test_kernel_ties_at_the_threshold_and_large_k(scan):
+    """Many values equal to the k-th largest (label-structured rows give exact ties: e.g.
+    ``lo(delta) - lo(delta')`` is exactly 1 for every sample of a class), and a k large
+    enough that the heap is sorted by qsort."""
+    n = 4000
+    g = torch.Generator().manual_seed(5)
+    A = torch.zeros(3, n, dtype=torch.float64)
+    A[0, ::2] = 1.0                                   # 2000 ties, k of them count
+    A[1] = torch.randint(0, 4, (n,), generator=g).to(torch.float64)   # ties at each level
+    A[2] = torch.randn(n, generator=g, dtype=torch.float64)
+    for k in (1, 10, 33, 700):
+        got = kernels.bilinear_topk_sum(A, None, None, None, k)
+        np.testing.assert_allclose(got, torch_reference(A, None, None, None, k, 1.0),
+                                   rtol=1e-14)
+
+
+@needs_kernel
+def test_kernel_scans_give_the_same_bits():
+    """The AVX2 and the scalar scan give bit-identical sums (the heap is summed in sorted
+    order, and both compute each value with the same operations)."""
+    if kernels._topk.use_simd(True) != "avx2":
+        pytest.skip("this CPU has no AVX2 scan")
+    g = torch.Generator().manual_seed(6)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    A, A2, B, B2, X1, X2 = r(5, 3001), r(5, 3001), r(5, 3001), r(5, 3001), r(4, 3001), r(4, 3001)
+    problems = [(A, A2, X1, B, B2, X2, -1.0, 10), (A, None, X1, None, None, None, 1.0, 0),
+                (A, A2, None, None, None, None, 1.0, 7)]
+    try:
+        fast = kernels.row_reduce(problems)
+        kernels._topk.use_simd(False)
+        slow = kernels.row_reduce(problems)
+    finally:
+        kernels._topk.use_simd(True)
+    for f, s in zip(fast, slow):
+        assert torch.equal(f, s)
+
+
+def _materialise(A, A2, X1, B, B2, X2, sign):
+    A = A if A2 is None else A - A2
+    if X1 is None:
+        return A
+    v = A[:, None, :] * X1[None]
+    if B is not None:
+        v = v + sign * ((B if B2 is None else B - B2)[:, None, :] * X2[None])
+    return v.reshape(-1, A.shape[1])
+
+
+@pytest.mark.parametrize("n_out,n_in", [(9, 2), (2, 11)])   # o-major and j-major order
+@pytest.mark.parametrize("threads", [1, 3])
+def test_row_reduce_equals_torch(scan, monkeypatch, n_out, n_in, threads):
+    """Every problem of a batch (top-k sums and plain sums of weight and bias rows sharing
+    their arrays, as a layer's aggregation sends them) against torch on the materialised
+    values, with the rows split over threads or not."""
+    n = 700
+    g = torch.Generator().manual_seed(n_out * 10 + n_in)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    cl, pl, cu, pu = (r(n_out, n) for _ in range(4))
+    cl[0, :100] = pl[0, :100]          # a zero prefix of the differences
+    x1, x2 = r(n_in, n), r(n_in, n)
+    problems = [(cl, pl, x1, pu, cu, x2, -1.0, 4), (pu, cu, x1, cl, pl, x2, -1.0, 4),
+                (cl, None, x1, cu, None, x2, 1.0, 0), (cl, pl, None, None, None, None, 1.0, 6),
+                (pu, None, None, None, None, None, 1.0, 0), (cl, None, x1, None, None, None, 1.0, 3)]
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_VALUES", 1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = kernels.row_reduce(problems)
+    finally:
+        torch.set_num_threads(old)
+    for (A, A2, X1, B, B2, X2, sign, k), out in zip(problems, got):
+        v = _materialise(A, A2, X1, B, B2, X2, sign)
+        want = v.sum(1) if k == 0 else topk_sum(v, k, dim=1, nonneg=True)
+        np.testing.assert_allclose(out, want, rtol=1e-13, atol=1e-12)
+
+
+@needs_kernel
+def test_row_reduce_nan_and_refusals():
+    A = torch.ones(2, 50, dtype=torch.float64)
+    A[1, 9] = math.nan
+    top, total = kernels.row_reduce([(A, None, None, None, None, None, 1.0, 3),
+                                     (A, None, None, None, None, None, 1.0, 0)])
+    assert top[0] == 3.0 and math.isnan(top[1]) and total[0] == 50.0 and math.isnan(total[1])
+    assert kernels.row_reduce([(A.float(), None, None, None, None, None, 1.0, 3)]) is None
+    assert kernels.row_reduce([(A, None, torch.ones(3, 49, dtype=torch.float64), None, None,
+                                None, 1.0, 3)]) is None
+
+
+@pytest.mark.parametrize("point", [False, True])
+@pytest.mark.parametrize("two", [False, True])
+def test_relu_gate_equals_mul_heaviside(scan, point, two):
+    """The compiled ReLU gate against :func:`iv.mul_heaviside` with the gates from the
+    pre-activations, including units exactly at 0, NaN and infinite delta bounds (which
+    must come out as the torch path gives them, so that the divergence check fires)."""
+    from mipcert.bounds import interval as iv
+    from mipcert.agt.stepbounds import _relu_backward_
+    g = torch.Generator().manual_seed(int(point) * 2 + int(two))
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    w, n = 7, 301
+    hl = r(w, n)
+    hu = hl if point else hl + r(w, n).abs()
+    hl[0, :20] = 0.0
+    hu[0, :10] = 0.0                   # h exactly 0: the derivative is 0 there
+    pairs = []
+    for _ in range(2 if two else 1):
+        lo = r(w, n)
+        hi = lo + r(w, n).abs()
+        lo[1, 3], hi[2, 4], lo[3, 5] = math.nan, math.nan, -math.inf
+        pairs.append((lo, hi))
+    a = (hl.clamp_min(0.0), None if point else hu.clamp_min(0.0))
+    want = [iv.mul_heaviside(lo, hi, *iv.heaviside(hl, hu)) for lo, hi in pairs]
+    torch_path = [(lo.clone(), hi.clone()) for lo, hi in pairs]
+    assert kernels.relu_gate_(pairs[0], pairs[1] if two else None, a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIPCERT_NO_KERNELS", "1")
+        _relu_backward_(torch_path[0], torch_path[1] if two else None, a)
+    for (lo, hi), (tl, tu), (wl, wu) in zip(pairs, torch_path, want):
+        for k, t, w in ((lo, tl, wl), (hi, tu, wu)):
+            # NaN exactly where the torch path has NaN (a NaN or an infinity times 0)
+            assert torch.equal(k.isnan(), t.isnan())
+            assert k.isnan().any()
+            # equal to the torch path where finite (that path caps infinities at 1e308)
+            fin = k.isfinite()
+            assert torch.equal(k[fin], t[fin])
+            # and the exact product wherever that is a number
+            num = ~w.isnan() & ~k.isnan()
+            assert torch.equal(k[num], w[num])

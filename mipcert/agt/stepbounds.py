@@ -283,23 +283,17 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
         dm = _delta_magnitude(dC, dP, shared) if not zero and (l == top or l > 0) else None
         fused = None
         if poisoned and shared and clip is None:
-            fused = _layer_by_kernel(dC, dP, inC[l], nonneg, bias, kk, b,
-                                     dm[0] if l == top else None)
-        if fused is not None:
-            blk_lo, blk_hi, mag_blk = fused
-        else:
-            blk_lo, blk_hi = _layer_blocks(dC, dP, inC[l], inP[l], nonneg, bias, rule,
-                                           kk if poisoned else k, b, clip, shared, by_sums)
-            mag_blk = None
-        lows = blk_lo + lows
-        highs = blk_hi + highs
+            fused = _layer_by_kernel(dC, dP, inC[l], nonneg, bias, kk, b)
+        if fused is None:
+            fused = _layer_blocks(dC, dP, inC[l], inP[l], nonneg, bias, rule,
+                                  kk if poisoned else k, b, clip, shared, by_sums)
+        lows = fused[0] + lows
+        highs = fused[1] + highs
         # ---- magnitude bound sum_i |g_i| (clean and perturbed), for the outward widening
         if not zero:
-            if mag_blk is None:
-                mag_blk = _magnitude(dm if l == top else dm_above, inC[l],
-                                     None if shared else inP[l], nonneg, bias,
-                                     None if l == top else params[l + 1][:2])
-            mags = mag_blk + mags
+            mags = _magnitude(dm if l == top else dm_above, inC[l],
+                              None if shared else inP[l], nonneg, bias,
+                              None if l == top else params[l + 1][:2]) + mags
             dm_above = dm
         # ---- delta of the layer below
         if l > 0:
@@ -334,52 +328,41 @@ def _layer_blocks(dC, dP, a, aP, nonneg, bias, rule, k, b, clip, shared, by_sums
     return blk_lo, blk_hi
 
 
-def _layer_by_kernel(dC: Pair, dP: Pair, a: Pair, nonneg: bool, bias: bool, k: int, b: int,
-                     dm: Optional[Tensor]):
+def _layer_by_kernel(dC: Pair, dP: Pair, a: Pair, nonneg: bool, bias: bool, k: int, b: int):
     """Bounded poisoning / label flips with a shared forward pass: the aggregated bounds of a
     layer's blocks, ``lo = (sum_i lo_i - topk(lo_i - lo'_i)) / b`` and
     ``hi = (sum_i hi_i + topk(hi'_i - hi_i)) / b`` (FORMULATIONS 3.5). Both top-k sides of
     the weight and bias blocks are one call of the compiled :func:`kernels.row_reduce`, which
     reads the layer's delta bounds once; the clean sums are the stacked matmuls of
     :func:`_clean_sums` (measured 4% faster per step than sums in the kernel), or kernel
-    sums where those do not apply. ``dm``: the magnitude bound of the top layer
-    (:func:`_magnitude`) is added. Returns ``(lows, highs, mags or None)``, or None when the
-    kernel cannot run here (the caller then takes :func:`_layer_blocks`)."""
+    sums in the same call where those do not apply. Returns ``(lows, highs)``, or None when
+    the kernel cannot run here (the caller then takes :func:`_layer_blocks`)."""
     if not kernels.available():
         return None
-    problems, index, keep = [], {}, []
+    sums = _clean_sums(dC, a, nonneg, bias)
+    problems: list = []
 
     def add(v: Bilinear, kk: int) -> int:
-        keep.append(v)                        # keeps id(v) unique while index is in use
-        key = (id(v), kk)
-        if key not in index:
-            index[key] = len(problems)
-            problems.append((v.A, v.A2, v.X1, v.B, v.B2, v.X2, v.sign, kk))
-        return index[key]
+        problems.append((v.A, v.A2, v.X1, v.B, v.B2, v.X2, v.sign, kk))
+        return len(problems) - 1
 
-    sums = _clean_sums(dC, a, nonneg, bias)
-    plan = []
-    for i, x in enumerate([a] + ([None] if bias else [])):
+    sum_at, top_at = [], []
+    for x in [a] + ([None] if bias else []):
         D = label_change_bounds(dP, dC, x, nonneg)
-        if D is None:
+        if D is None:       # an input interval of either sign: not bilinear
             return None
-        if sums is None:
+        if sums is None:    # then the clean bounds are bilinear too (same inputs as D)
             C = product_bounds(dC, x, nonneg)
-            if not all(isinstance(v, Bilinear) for v in C):
-                return None
-            plan.append((add(C[0], 0), add(C[1], 0), add(D[0], k), add(D[1], k)))
-        else:
-            plan.append((sums[i][0], sums[i][1], add(D[0], k), add(D[1], k)))
+            sum_at.append((add(C[0], 0), add(C[1], 0)))
+        top_at.append((add(D[0], k), add(D[1], k)))
     out = kernels.row_reduce(problems)
     if out is None:
         return None
-    get = lambda s: out[s] if isinstance(s, int) else s  # noqa: E731
-    lows = [(get(sl) - out[tl]) / b for sl, _, tl, _ in plan]
-    highs = [(get(su) + out[tu]) / b for _, su, _, tu in plan]
-    mags = None
-    if dm is not None:
-        mags = _magnitude((dm, None), a, None, nonneg, bias)
-    return lows, highs, mags
+    if sums is None:
+        sums = [(out[i], out[j]) for i, j in sum_at]
+    lows = [(sl - out[tl]) / b for (sl, _), (tl, _) in zip(sums, top_at)]
+    highs = [(su + out[tu]) / b for (_, su), (_, tu) in zip(sums, top_at)]
+    return lows, highs
 
 
 def _delta_magnitude(dC: Pair, dP: Optional[Pair], shared: bool):

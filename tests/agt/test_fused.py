@@ -86,3 +86,18 @@ def test_chunked_topk_equals_reference(monkeypatch, chunk, loss, hidden):
     scale = max(np.abs(ref.lower).max(), np.abs(ref.upper).max(), 1.0)
     np.testing.assert_allclose(fast.lower, ref.lower, rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(fast.upper, ref.upper, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("loss,hidden", [("cross_entropy", (6,)), ("bce", (5, 3)),
+                                         ("hinge", ())])
+def test_kernel_layer_with_clean_sums_in_the_kernel(monkeypatch, loss, hidden):
+    """Where the stacked clean-sum matmuls do not apply (an input wider than the layer),
+    the per-layer kernel call computes the clean sums itself: same box as the reference."""
+    from mipcert.agt import stepbounds
+    inst, data, run = build(small_doc(loss=loss, kind="label_flip", k=3, hidden=hidden))
+    ref = interval_agt(run, inst.perturbation, reference=True)
+    monkeypatch.setattr(stepbounds, "_clean_sums", lambda *a, **kw: None)
+    fast = interval_agt(run, inst.perturbation)
+    scale = max(np.abs(ref.lower).max(), np.abs(ref.upper).max(), 1.0)
+    np.testing.assert_allclose(fast.lower, ref.lower, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(fast.upper, ref.upper, rtol=0, atol=1e-12 * scale)

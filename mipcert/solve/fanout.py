@@ -2,15 +2,17 @@
 
 ``map_solves(fn, items)`` returns ``[fn(item) for item in items]`` in input order, running the
 calls concurrently. Back-ends: 'processes' (default; concurrent.futures process pool — ``fn``
-and the items must be picklable, e.g. a module-level function), 'threads' (solvers release
-the GIL while solving, model building does not), 'dask' (dask.delayed + dask.compute on the
-current scheduler, so a ``dask.distributed.Client`` created beforehand sends the jobs to its
-cluster) and 'serial'. The first exception raised by a job propagates.
+and the items must be picklable, e.g. a module-level function; the workers start from a
+fresh interpreter (forkserver), so a script calls this under ``if __name__ == "__main__":``),
+'threads' (solvers release the GIL while solving, model building does not), 'dask'
+(dask.delayed + dask.compute on the current scheduler, so a ``dask.distributed.Client``
+created beforehand sends the jobs to its cluster) and 'serial'. The first exception raised by a job propagates.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import multiprocessing as mp
 import os
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -22,6 +24,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BACKENDS = ("processes", "threads", "dask", "serial")
+
+#: how the 'processes' back-end starts its workers (spawn where there is no forkserver)
+_START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
 def default_workers() -> int:
@@ -50,8 +55,15 @@ def map_solves(fn: Callable[[T], R], items: Iterable[T], workers: int | None = N
         return [fn(x) for x in items]
     if backend == "dask":
         return _dask_map(fn, items, workers)
-    pool_cls = cf.ProcessPoolExecutor if backend == "processes" else cf.ThreadPoolExecutor
-    with pool_cls(max_workers=n_workers) as pool:
+    if backend == "processes":
+        # workers start from a fresh interpreter (forkserver), not a fork of this process:
+        # a fork of a process whose OpenMP threads (torch's, the AGT kernel's) have run
+        # hangs at the child's first parallel operation
+        pool = cf.ProcessPoolExecutor(max_workers=n_workers,
+                                      mp_context=mp.get_context(_START_METHOD))
+    else:
+        pool = cf.ThreadPoolExecutor(max_workers=n_workers)
+    with pool:
         futures = [pool.submit(fn, x) for x in items]
         try:
             return [f.result() for f in futures]

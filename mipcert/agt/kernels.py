@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -30,13 +30,8 @@ except ImportError:  # pragma: no cover - depends on the install
 
 Tensor = torch.Tensor
 
-#: below this many values a call runs on one thread (thread hand-off costs ~0.1 ms)
-PARALLEL_MIN_VALUES = 1 << 18
-
-#: parts per thread when a call is split over threads
-PARTS_PER_THREAD = 4
-
-_pool: ThreadPoolExecutor | None = None
+#: below this many values touched a call runs on one thread
+PARALLEL_MIN_VALUES = 1 << 16
 
 
 def available() -> bool:
@@ -73,41 +68,82 @@ def bilinear_topk_sum(A: Tensor, X1: Optional[Tensor], B: Optional[Tensor],
 #: :func:`bilinear_topk_sum`; ``k = 0`` asks for the plain sum of ``v`` over the samples
 Problem = tuple
 
+#: with a :class:`Produced` layer, the coefficients ``A, A2, B, B2`` of a problem name the
+#: produced rows of each unit ``o``: its clean bounds ``(CL, CU)`` and perturbed ``(PL, PU)``
+CL, CU, PL, PU = 1, 2, 3, 4
 
-def row_reduce(problems: Sequence[Problem]) -> Optional[list[Tensor]]:
+
+@dataclass
+class Produced:
+    """Delta bounds that :func:`row_reduce` computes unit by unit instead of reading them:
+    for unit ``o``, the backward pass through the layer above, ``lo = plo[o] @ z``,
+    ``hi = phi[o] @ z`` (``z = zc`` for the clean bounds ``(CL, CU)``, ``z = zp`` for the
+    perturbed ones ``(PL, PU)``), then the ReLU derivative given by the unit's
+    post-activation bounds ``(al[o], au[o])`` (as :func:`relu_gate_`). ``plo``, ``phi``
+    ``(out, K)``; ``zc``, ``zp`` ``(K, n)``; ``al``, ``au`` ``(out, n)`` (``au`` None: a
+    point). The rows of a unit live in the cache while its reductions run, so the layer's
+    ``(out, n)`` delta bounds are never written to memory."""
+
+    plo: Tensor
+    phi: Tensor
+    zc: Tensor
+    zp: Tensor
+    al: Tensor
+    au: Optional[Tensor]
+
+
+def row_reduce(problems: Sequence[Problem], produced: Optional[Produced] = None
+               ) -> Optional[list[Tensor]]:
     """Several row reductions of bilinear values over blocks with the same ``(out, n)``
     coefficient shape, in one pass: for problem ``(A, A2, X1, B, B2, X2, sign, k)`` and each
     row ``(o, j)``, the sum of the ``k`` largest of ``max(0, v_i)`` (``k > 0``) or the sum
     of ``v_i`` (``k = 0``), ``v_i`` as in :func:`bilinear_topk_sum`; one ``(out * in,)``
-    tensor per problem. The rows are visited so that the arrays they share (e.g. the delta
-    bounds of a layer, read by the clean sums, both top-k sides and the bias rows) are read
-    from memory once. None when the kernel cannot run here."""
+    tensor per problem. The rows that share arrays (those of one unit ``o``, or of one input
+    ``j`` when the block has more inputs than outputs) are reduced together, block of
+    samples by block, so that each array is read from memory once. With ``produced``, the
+    coefficients are :data:`CL` .. :data:`PU` (see :class:`Produced`). None when the kernel
+    cannot run here."""
     if not available() or not problems:
         return None
-    n_out, n = problems[0][0].shape
+    if produced is not None:
+        n_out, n = produced.al.shape
+        K = produced.plo.shape[1]
+        if not (_ok(produced.plo, n_out, K) and _ok(produced.phi, n_out, K)
+                and _ok(produced.zc, K, n) and _ok(produced.zp, K, n)
+                and _ok(produced.al, n_out, n) and _ok(produced.au, n_out, n)):
+            return None
+    else:
+        n_out, n = problems[0][0].shape
     outs, desc = [], []
     for A, A2, X1, B, B2, X2, sign, k in problems:
         n_in = 1 if X1 is None else X1.shape[0]
-        if not (all(_ok(t, n_out, n) for t in (A, A2, B, B2))
-                and _ok(X1, n_in, n) and _ok(X2, n_in, n) and k >= 0
+        coefs = (A, A2, B, B2)
+        if produced is not None:
+            good = all(c is None or (type(c) is int and c in (CL, CU, PL, PU)) for c in coefs)
+        else:
+            good = all(_ok(t, n_out, n) for t in coefs)
+        if not (good and A is not None and _ok(X1, n_in, n) and _ok(X2, n_in, n) and k >= 0
                 and (B is None) == (X2 is None) and (X1 is not None or B is None)
                 and (B2 is None or B is not None)):
             return None
+        ptrs = [0 if c is None else (c if produced is not None else c.data_ptr())
+                for c in coefs]
         out = torch.empty((n_out, n_in), dtype=torch.float64)
         outs.append(out)
-        desc.append(struct.pack("=7Q2qd", *[0 if t is None else t.data_ptr()
-                                            for t in (A, A2, X1, B, B2, X2, out)],
+        a, a2, b, b2 = ptrs
+        desc.append(struct.pack("=7Q2qd", a, a2, 0 if X1 is None else X1.data_ptr(), b, b2,
+                                0 if X2 is None else X2.data_ptr(), out.data_ptr(),
                                 n_in, int(k), float(sign)))
-    desc = b"".join(desc)
+    prod = None
+    if produced is not None:
+        p = produced
+        prod = struct.pack("=6Qq", p.plo.data_ptr(), p.phi.data_ptr(), p.zc.data_ptr(),
+                           p.zp.data_ptr(), p.al.data_ptr(),
+                           0 if p.au is None else p.au.data_ptr(), K)
     n_in = max(o.shape[1] for o in outs)
-    j_outer = n_in > n_out
+    j_outer = n_in > n_out and produced is None
     work = sum(o.numel() for o in outs) * n
-    if j_outer:
-        _split(lambda j0, j1: _topk.row_reduce(desc, n_out, n, 0, n_out, j0, j1, True),
-               n_in, work)
-    else:
-        _split(lambda o0, o1: _topk.row_reduce(desc, n_out, n, o0, o1, 0, n_in, False),
-               n_out, work)
+    _topk.row_reduce(b"".join(desc), n_out, n, j_outer, _threads(work), prod)
     return [o.view(-1) for o in outs]
 
 
@@ -132,24 +168,12 @@ def relu_gate_(d: tuple[Tensor, Tensor], d2: Optional[tuple[Tensor, Tensor]],
     ptr = [t.data_ptr() for t in d] + ([t.data_ptr() for t in d2] if d2 else [0, 0])
     ptr += [al.data_ptr(), 0 if au is None else au.data_ptr()]
     size = shape[0] * shape[1]
-    _split(lambda e0, e1: _topk.relu_gate(*ptr, e0, e1), size, size * 4 * len(pairs))
+    _topk.relu_gate(*ptr, size, _threads(size * 4 * len(pairs)))
     return True
 
 
-def _split(run, length: int, work: int) -> None:
-    """``run(a, b)`` over ``[0, length)``, cut into one part per torch thread when ``work``
-    (values touched) is worth the hand-off."""
-    threads = min(torch.get_num_threads(), length)
-    if threads <= 1 or work < PARALLEL_MIN_VALUES:
-        run(0, length)
-        return
-    global _pool
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mipcert-kernel")
-    # a few parts per thread, so that a thread slowed by another process (or by torch's
-    # OpenMP workers still spinning after an operation) takes fewer of them
-    m = min(length, PARTS_PER_THREAD * threads)
-    cuts = [length * t // m for t in range(m + 1)]
-    # the caller's operands stay referenced by its frame until every part has finished
-    for f in [_pool.submit(run, a, b) for a, b in zip(cuts, cuts[1:]) if b > a]:
-        f.result()
+def _threads(work: int) -> int:
+    """Threads for a call touching ``work`` values: torch's intra-op thread count, or one
+    for small calls. The kernel's OpenMP runtime is torch's own (``libgomp.so.1`` is loaded
+    once), so a call runs on the thread team that torch's operations use."""
+    return torch.get_num_threads() if work >= PARALLEL_MIN_VALUES else 1

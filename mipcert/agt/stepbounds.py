@@ -170,6 +170,45 @@ def _relu_backward_(d: tuple[Tensor, Tensor], d2: Optional[tuple[Tensor, Tensor]
         torch.maximum(hi, ncap, out=hi).mul_(su)
 
 
+def _backward_step(W: Pair, dC: Pair, dP: Optional[Pair], a: Pair):
+    """The delta bounds of the layer below: ``W^T delta`` (:func:`_backprop`) times the
+    ReLU derivative given by ``a``, that layer's post-activation bounds, for ``dC`` and
+    (with the same gates) ``dP`` (None: none). Returns ``(dC', dP')``."""
+    dC = _backprop(W, dC)
+    dP = _backprop(W, dP) if dP is not None else None
+    _relu_backward_(dC, dP, a)
+    return dC, dP
+
+
+def _producer(W: Pair, dC: Pair, dP: Pair, a: Pair) -> kernels.Produced:
+    """:func:`_backward_step` for ``dC`` and ``dP`` as :class:`kernels.Produced`, so that the
+    kernel computes the bounds unit by unit: the cases of :func:`_backprop` as stacked
+    products ``lo = Plo @ Z``, ``hi = Phi @ Z`` (``W`` ``(out, in)``, ``Z`` ``(K, n)``):
+
+    * ``W`` a point: ``lo = W+^T dl + W-^T du``: ``Plo = [W+^T, W-^T]``,
+      ``Phi = [W-^T, W+^T]``, ``Z = [dl; du]``;
+    * ``W`` an interval (midpoint-radius, :func:`_midrad`): ``Plo = [Wm, -Wr, -(|Wm| + Wr)]
+      / 2``, ``Phi = [Wm, Wr, |Wm| + Wr] / 2`` (of ``W^T``), ``Z = [am2; |am2|; ar2]`` with
+      ``am2 = dl + du``, ``ar2 = du - dl``."""
+    Wl, Wu = W
+    if Wu is None:
+        WT = Wl.T
+        Wp, Wn = _pos(WT), _neg(WT)
+        plo, phi = torch.cat([Wp, Wn], 1), torch.cat([Wn, Wp], 1)
+
+        def z(d: Pair) -> Tensor:
+            return torch.cat([d[0], d[1]], 0)
+    else:
+        Wm, Wr = iv.mid_rad(Wl.T, Wu.T)
+        Wm2, Wr2, C2 = Wm * 0.5, Wr * 0.5, (Wm.abs() + Wr) * 0.5
+        plo, phi = torch.cat([Wm2, -Wr2, -C2], 1), torch.cat([Wm2, Wr2, C2], 1)
+
+        def z(d: Pair) -> Tensor:
+            am2 = d[0] + d[1]
+            return torch.cat([am2, am2.abs(), d[1] - d[0]], 0)
+    return kernels.Produced(plo, phi, z(dC), z(dP), a[0], a[1])
+
+
 def _forward(params, x: Pair):
     """Interval forward pass, unit-major. Returns the logit bounds and the layer inputs
     ``inputs`` (``inputs[0]`` = the data, then the post-activation bounds of each hidden
@@ -274,6 +313,10 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     mags: list[Tensor] = []
     top = len(params) - 1
     dm_above = None          # |delta| bounds of the layer above, for the magnitude bound
+    # the first layer's delta bounds are only reduced: the kernel can produce them unit by
+    # unit from the layer above (_producer) instead of reading them from memory
+    fuse_first = poisoned and shared and clip is None and top > 0 and kernels.available()
+    pending = None           # (W, dC, dP, a) of that backward pass, until layer 0
     for l in range(top, -1, -1):
         Wl, Wu, bl, _ = params[l]
         nonneg = l > 0
@@ -282,7 +325,12 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
         # of a deeper network: that one is bounded through the layer above, see _magnitude)
         dm = _delta_magnitude(dC, dP, shared) if not zero and (l == top or l > 0) else None
         fused = None
-        if poisoned and shared and clip is None:
+        if pending is not None:
+            fused = _layer_by_kernel(None, None, inC[l], nonneg, bias, kk, b,
+                                     produced=_producer(*pending))
+            if fused is None:   # the kernel declined: form the delta bounds after all
+                dC, dP = _backward_step(*pending)
+        elif poisoned and shared and clip is None:
             fused = _layer_by_kernel(dC, dP, inC[l], nonneg, bias, kk, b)
         if fused is None:
             fused = _layer_blocks(dC, dP, inC[l], inP[l], nonneg, bias, rule,
@@ -296,13 +344,15 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
                               None if l == top else params[l + 1][:2]) + mags
             dm_above = dm
         # ---- delta of the layer below
-        if l > 0:
-            dC = _backprop((Wl, Wu), dC)
-            if dP is not None:
-                dP = _backprop((Wl, Wu), dP)
-            _relu_backward_(dC, dP if shared else None, inC[l])
-            if dP is not None and not shared:
-                _relu_backward_(dP, None, inP[l])
+        if l == 1 and fuse_first:
+            pending = ((Wl, Wu), dC, dP, inC[l])
+        elif l > 0:
+            if shared:
+                dC, dP = _backward_step((Wl, Wu), dC, dP, inC[l])
+            else:
+                dC = _backward_step((Wl, Wu), dC, None, inC[l])[0]
+                if dP is not None:
+                    dP = _backward_step((Wl, Wu), dP, None, inP[l])[0]
     dl = torch.cat(lows)
     du = torch.cat(highs)
     return dl, du, (torch.cat(mags) if mags else None)
@@ -328,18 +378,24 @@ def _layer_blocks(dC, dP, a, aP, nonneg, bias, rule, k, b, clip, shared, by_sums
     return blk_lo, blk_hi
 
 
-def _layer_by_kernel(dC: Pair, dP: Pair, a: Pair, nonneg: bool, bias: bool, k: int, b: int):
+def _layer_by_kernel(dC: Optional[Pair], dP: Optional[Pair], a: Pair, nonneg: bool, bias: bool,
+                     k: int, b: int, produced: Optional[kernels.Produced] = None):
     """Bounded poisoning / label flips with a shared forward pass: the aggregated bounds of a
     layer's blocks, ``lo = (sum_i lo_i - topk(lo_i - lo'_i)) / b`` and
     ``hi = (sum_i hi_i + topk(hi'_i - hi_i)) / b`` (FORMULATIONS 3.5). Both top-k sides of
     the weight and bias blocks are one call of the compiled :func:`kernels.row_reduce`, which
     reads the layer's delta bounds once; the clean sums are the stacked matmuls of
-    :func:`_clean_sums` (measured 4% faster per step than sums in the kernel), or kernel
-    sums in the same call where those do not apply. Returns ``(lows, highs)``, or None when
-    the kernel cannot run here (the caller then takes :func:`_layer_blocks`)."""
+    :func:`_clean_sums` where those apply, else kernel sums in the same call. With
+    ``produced`` (``dC``, ``dP`` None), the kernel forms the delta bounds itself, unit by
+    unit, and sums them too. Returns ``(lows, highs)``, or None when the kernel cannot run
+    here (the caller then takes :func:`_layer_blocks`)."""
     if not kernels.available():
         return None
-    sums = _clean_sums(dC, a, nonneg, bias)
+    if produced is not None:
+        dC, dP = (kernels.CL, kernels.CU), (kernels.PL, kernels.PU)
+        sums = None
+    else:
+        sums = _clean_sums(dC, a, nonneg, bias)
     problems: list = []
 
     def add(v: Bilinear, kk: int) -> int:
@@ -355,7 +411,7 @@ def _layer_by_kernel(dC: Pair, dP: Pair, a: Pair, nonneg: bool, bias: bool, k: i
             C = product_bounds(dC, x, nonneg)
             sum_at.append((add(C[0], 0), add(C[1], 0)))
         top_at.append((add(D[0], k), add(D[1], k)))
-    out = kernels.row_reduce(problems)
+    out = kernels.row_reduce(problems, produced)
     if out is None:
         return None
     if sums is None:

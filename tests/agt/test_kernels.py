@@ -185,7 +185,8 @@ def _materialise(A, A2, X1, B, B2, X2, sign):
     return v.reshape(-1, A.shape[1])
 
 
-@pytest.mark.parametrize("n_out,n_in", [(9, 2), (2, 11)])   # o-major and j-major order
+@pytest.mark.parametrize("n_out,n_in", [(9, 2), (2, 11), (9, 9)])  # o-major, j-major order;
+# (9, 9): more rows per unit than one group holds
 @pytest.mark.parametrize("threads", [1, 3])
 def test_row_reduce_equals_torch(scan, monkeypatch, n_out, n_in, threads):
     """Every problem of a batch (top-k sums and plain sums of weight and bias rows sharing
@@ -213,6 +214,104 @@ def test_row_reduce_equals_torch(scan, monkeypatch, n_out, n_in, threads):
         np.testing.assert_allclose(out, want, rtol=1e-13, atol=1e-12)
 
 
+def test_row_reduce_rows_with_different_supports(scan):
+    """Rows reduced together (those of one input ``j``: more inputs than outputs) whose
+    coefficients are zero on different stretches (a prefix, a suffix, a middle run,
+    everywhere): the common support they are scanned over must take in every row's nonzero
+    samples."""
+    n = 1000
+    g = torch.Generator().manual_seed(8)
+    A = torch.randn(6, n, generator=g, dtype=torch.float64)
+    A[0, :700] = 0.0
+    A[1, 300:] = 0.0
+    A[2, 100:900] = 0.0
+    A[3] = 0.0
+    A[4, :3] = 0.0
+    A[4, -5:] = 0.0
+    X1 = torch.randn(8, n, generator=g, dtype=torch.float64)
+    problems = [(A, None, X1, None, None, None, 1.0, 5), (A, None, X1, None, None, None, 1.0, 0),
+                (A, None, None, None, None, None, 1.0, 40)]
+    for (a, a2, x1, b, b2, x2, sign, k), out in zip(problems, kernels.row_reduce(problems)):
+        v = _materialise(a, a2, x1, b, b2, x2, sign)
+        want = v.sum(1) if k == 0 else topk_sum(v, k, dim=1, nonneg=True)
+        np.testing.assert_allclose(out, want, rtol=1e-13, atol=1e-12)
+
+
+def _first_layer(seed: int, point_w: bool, point_a: bool, n: int = 517):
+    """Random operands of a network's first layer below a 2-output layer: the weight
+    interval of the layer above ``(2, 6)``, the clean and perturbed delta bounds there
+    ``(2, n)``, the hidden layer's post-activations ``(6, n)`` (some units surely off,
+    some exactly 0) and the data ``(3, n)``."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    Wl = r(2, 6)
+    W = (Wl, None if point_w else Wl + r(2, 6).abs())
+    dl = r(2, n)
+    dC = (dl, dl + r(2, n).abs())
+    pl = dl + r(2, n)
+    dP = (pl, pl + r(2, n).abs())
+    hl = r(6, n)
+    hl[0] = -hl[0].abs()                       # a unit surely off
+    hl[1, :50] = 0.0
+    a = (hl.clamp_min(0.0), None if point_a else (hl + r(6, n).abs()).clamp_min(0.0))
+    X = r(3, n)
+    return W, dC, dP, a, X
+
+
+@pytest.mark.parametrize("point_w", [False, True])
+@pytest.mark.parametrize("point_a", [False, True])
+def test_produced_layer_equals_formed_delta_bounds(scan, point_w, point_a):
+    """The first layer's aggregation with the delta bounds produced inside the kernel
+    (backward pass through the layer above and ReLU derivative, unit by unit) against the
+    torch path: the delta bounds formed by ``_backprop`` and the torch gate, then reduced
+    by ``_layer_blocks`` on materialised values."""
+    from mipcert.agt import stepbounds as sb
+    W, dC, dP, a, X = _first_layer(int(point_w) * 2 + int(point_a), point_w, point_a)
+    k, b = 7, X.shape[1]
+    got = sb._layer_by_kernel(None, None, (X, None), False, True, k, b,
+                              produced=sb._producer(W, dC, dP, a))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIPCERT_NO_KERNELS", "1")
+        fC, fP = sb._backward_step(W, dC, dP, a)
+        want = sb._layer_blocks(fC, fP, (X, None), (X, None), False, True, "poisoned", k, b,
+                                None, True, True)
+    for g_side, w_side in zip(got, want):
+        for g_blk, w_blk in zip(g_side, w_side):
+            scale = max(float(w_blk.abs().max()), 1.0)
+            np.testing.assert_allclose(g_blk, w_blk, rtol=0, atol=1e-13 * scale)
+
+
+@needs_kernel
+def test_produced_layer_scans_give_the_same_bits_and_nan():
+    """Produced delta bounds: the AVX2 and scalar kernels agree bit for bit, and a NaN in the
+    layer above's delta bounds gives NaN where the torch path gives it (a NaN times a
+    surely-off gate stays NaN there too, so that the divergence check fires)."""
+    from mipcert.agt import stepbounds as sb
+    if kernels._topk.use_simd(True) != "avx2":
+        pytest.skip("this CPU has no AVX2 scan")
+    W, dC, dP, a, X = _first_layer(11, False, False, n=1003)
+    run = lambda: sb._layer_by_kernel(None, None, (X, None), False, True, 5, 1003,  # noqa: E731
+                                      produced=sb._producer(W, dC, dP, a))
+    try:
+        fast = run()
+        kernels._topk.use_simd(False)
+        slow = run()
+    finally:
+        kernels._topk.use_simd(True)
+    for f, s in zip(fast[0] + fast[1], slow[0] + slow[1]):
+        assert torch.equal(f, s)
+    dC[0][1, 40] = math.nan
+    got = run()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIPCERT_NO_KERNELS", "1")
+        fC, fP = sb._backward_step(W, dC, dP, a)
+        want = sb._layer_blocks(fC, fP, (X, None), (X, None), False, True, "poisoned", 5,
+                                1003, None, True, True)
+    for g_side, w_side in zip(got, want):
+        for g_blk, w_blk in zip(g_side, w_side):
+            assert torch.equal(g_blk.isnan(), w_blk.isnan()) and g_blk.isnan().any()
+
+
 @needs_kernel
 def test_row_reduce_nan_and_refusals():
     A = torch.ones(2, 50, dtype=torch.float64)
@@ -223,6 +322,15 @@ def test_row_reduce_nan_and_refusals():
     assert kernels.row_reduce([(A.float(), None, None, None, None, None, 1.0, 3)]) is None
     assert kernels.row_reduce([(A, None, torch.ones(3, 49, dtype=torch.float64), None, None,
                                 None, 1.0, 3)]) is None
+    # a produced layer: its operands' shapes must agree, coefficients must be its rows
+    p = kernels.Produced(torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64),
+                         torch.ones(3, 50, dtype=torch.float64), torch.ones(3, 50, dtype=torch.float64),
+                         A.abs().nan_to_num(), None)
+    bias = (kernels.CL, kernels.PL, None, None, None, None, 1.0, 3)
+    assert kernels.row_reduce([bias], p) is not None
+    assert kernels.row_reduce([(A, None, None, None, None, None, 1.0, 3)], p) is None
+    bad = kernels.Produced(p.plo, p.phi, torch.ones(2, 50, dtype=torch.float64), p.zp, p.al, None)
+    assert kernels.row_reduce([bias], bad) is None
 
 
 @pytest.mark.parametrize("point", [False, True])

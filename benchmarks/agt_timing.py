@@ -210,12 +210,12 @@ def main(argv=None) -> int:
                 if "agt_reference" in t:
                     row["speedup_vs_reference_agt"] = t["agt_reference"] / t["agt"]
                 rows.append(row)
-    # the fairest single figure: AGT against the fastest plain epoch of that instance and
-    # device over every thread count measured (plain training may not gain from threads)
+    # one figure per instance and device that no choice of thread count flatters: the
+    # fastest AGT epoch against the fastest plain epoch, each over every thread count
     for r in rows:
-        best = min(q["plain_torch_epoch_s"] for q in rows
-                   if q["instance"] == r["instance"] and q["device"] == r["device"])
-        r["ratio_vs_best_plain_torch"] = r["agt_epoch_s"] / best
+        same = [q for q in rows if q["instance"] == r["instance"] and q["device"] == r["device"]]
+        r["ratio_best_vs_best"] = (min(q["agt_epoch_s"] for q in same)
+                                   / min(q["plain_torch_epoch_s"] for q in same))
     meta = {"torch": torch.__version__, "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -231,8 +231,8 @@ def main(argv=None) -> int:
                                "compiled top-k kernel (meta.kernel)",
                 "agt_torch_epoch_s": "the same with the kernel off (MIPCERT_NO_KERNELS=1)",
                 "agt_reference_epoch_s": "interval AGT, materialising reference path",
-                "ratio_vs_best_plain_torch": "agt_epoch_s / the fastest plain epoch of the "
-                                             "instance over the thread counts measured",
+                "ratio_best_vs_best": "the fastest agt_epoch_s over the thread counts "
+                                      "measured / the fastest plain_torch_epoch_s over them",
                 "topk_floor_epoch_s": "torch.topk selections alone (2 x topk over (P, b) "
                                       "per step): the floor of the torch path"}}
     out = Path(args.out)
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     os.replace(fh.name, out)
     hdr = (f"{'instance':<12} {'dev':<4} {'thr':>3} {'plain/ep':>9} {'persamp/ep':>10} "
            f"{'AGT/ep':>9} {'AGTtorch/ep':>11} {'AGTref/ep':>9} {'topk/ep':>9} "
-           f"{'AGT/plain':>9} {'AGT/best':>8}")
+           f"{'AGT/plain':>9} {'best/best':>9}")
     print(hdr)
     for r in rows:
         ref_s = r["agt_reference_epoch_s"]
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
               f"{r['agt_epoch_s']:>9.4f} {r['agt_torch_epoch_s']:>11.4f} "
               f"{(ref_s if ref_s is not None else float('nan')):>9.4f} "
               f"{r['topk_floor_epoch_s']:>9.4f} {r['ratio_vs_plain_torch']:>9.2f} "
-              f"{r['ratio_vs_best_plain_torch']:>8.2f}")
+              f"{r['ratio_best_vs_best']:>9.2f}")
     print(f"written to {out}")
     return 0
 

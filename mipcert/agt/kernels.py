@@ -5,12 +5,14 @@
   ``i`` (see :class:`mipcert.agt.streams.Bilinear`), without storing the
   ``(rows, n)`` values that the torch path builds and hands to ``torch.topk``.
 * :func:`row_reduce`: several such reductions (top-k sums or plain sums) of one layer in one
-  call, visiting the rows so that the arrays they share are read from memory once
-  (:func:`bilinear_topk_sum` is one problem of it).
+  call, the rows that share arrays together, so that each array is read from memory once
+  (:func:`bilinear_topk_sum` is one problem of it); with a :class:`Produced` layer it also
+  computes the layer's delta bounds itself, unit by unit, in the cache.
 * :func:`relu_gate_`: the ReLU derivative applied to delta bounds in place, in one pass.
 
 They are built at install time when a C compiler is present (``setup.py`` marks the
-extension optional). Without them, or on CUDA, or with ``MIPCERT_NO_KERNELS=1`` in the
+extension optional), with OpenMP where the compiler has it: a call then runs on torch's own
+OpenMP threads (:func:`_threads`). Without them, or on CUDA, or with ``MIPCERT_NO_KERNELS=1`` in the
 environment, the functions return None / False and callers use the torch path, which gives
 the same numbers up to rounding (``tests/agt/test_kernels.py`` compares the two).
 """

@@ -22,7 +22,10 @@ per-sample interval gradients.
   row; all top-k rows of a layer in one call, :func:`_layer_by_kernel`), else chunk by chunk
   in torch, chunks of :data:`.streams.CHUNK_ELEMENTS` values.
 * **Backward pass.** The ReLU derivative is read from the post-activation bounds (the ReLU
-  is applied in place in the forward pass) and applied in place (:func:`_relu_backward_`).
+  is applied in place in the forward pass) and applied in place (:func:`.passes.relu_backward_`).
+  The first layer's delta bounds, which are only reduced, are left to the kernel when it
+  runs: it produces them unit by unit from the layer above (:func:`.passes.producer`) in the
+  cache, so that the ``(width, n)`` arrays never go through memory.
 * **Magnitude bound** (it only scales the outward widening): below the top layer,
   ``|delta_l|`` is bounded through the layer above (:func:`_magnitude`), so the first
   layer's ``(width, n)`` magnitudes are never formed.
@@ -43,195 +46,12 @@ from ..network.training import LayerShape
 from . import kernels
 from .aggregate import topk_sum
 from .instance import PerturbationConfig
-from .propagate import LabelChange, delta_bounds_many, split_params
+from .passes import backward_step, deltas, forward, producer
+from .propagate import LabelChange, split_params
 from .streams import Bilinear, _chunks, _neg, _pos, label_change_bounds, product_bounds
 
 Tensor = torch.Tensor
 Pair = tuple[Tensor, Optional[Tensor]]  # (lo, hi) of a (width, n) quantity; hi None: a point
-
-# ---------------------------------------------------------------- forward / backward, unit-major
-#: finite stand-in for +inf in the ReLU-derivative caps of :func:`_relu_gates`
-_BIG = 1e308
-
-
-def _affine(W: Pair, b: Pair, a: Pair, nonneg: bool) -> Pair:
-    """``h = W a + b``: ``W`` ``(out, in)``, ``a`` ``(in, n)`` -> ``(out, n)``. The same
-    enclosures as :func:`iv.matmul`: exact end products when an operand is a point or
-    ``a >= 0`` (``lo = Wl+ al + Wl- au``, ...), midpoint-radius otherwise. The narrower of
-    the two operands is stacked so that each end is one or two matmuls."""
-    (Wl, Wu), (bl, bu), (al, au) = W, b, a
-    out, inp = Wl.shape
-    lo = hi = None
-    if Wu is None and au is None:
-        lo = hi = Wl @ al
-    elif Wu is None:
-        if nonneg:
-            Wp, Wn = _pos(Wl), _neg(Wl)
-            lo = (Wp @ al).addmm_(Wn, au)
-            hi = (Wp @ au).addmm_(Wn, al)
-        else:
-            am2, ar2 = al + au, au - al
-            mid, rad = Wl @ am2, Wl.abs() @ ar2
-            lo, hi = (mid - rad) * 0.5, (mid + rad) * 0.5
-    elif au is None:
-        if nonneg:
-            lo, hi = Wl @ al, Wu @ al
-        elif 2 * inp + 1 <= out:
-            # [lo | hi] rows from one stacked input: [x+; x-; 1] (the bias folded in)
-            ones = [al.new_ones(1, al.shape[1])] if bl is not None else []
-            xs = torch.cat([_pos(al), _neg(al)] + ones, 0)
-            b_lo = [bl[:, None]] if bl is not None else []
-            b_hi = [(bl if bu is None else bu)[:, None]] if bl is not None else []
-            return torch.cat([Wl, Wu] + b_lo, 1) @ xs, torch.cat([Wu, Wl] + b_hi, 1) @ xs
-        else:
-            ap, an = _pos(al), _neg(al)
-            lo = (Wl @ ap).addmm_(Wu, an)
-            hi = (Wu @ ap).addmm_(Wl, an)
-    elif nonneg:
-        if out <= inp:
-            # narrow output: one matmul per input end, the weight parts stacked
-            r1 = torch.cat([_pos(Wl), _neg(Wu)], 0) @ al
-            r2 = torch.cat([_neg(Wl), _pos(Wu)], 0) @ au
-            lo, hi = r1[:out] + r2[:out], r2[out:] + r1[out:]
-        else:
-            lo = (_pos(Wl) @ al).addmm_(_neg(Wl), au)
-            hi = (_pos(Wu) @ au).addmm_(_neg(Wu), al)
-    else:
-        lo, hi = _midrad(Wl, Wu, al, au)
-    if bl is not None:
-        if lo is hi and bu is None:
-            lo = hi = lo + bl[:, None]
-        else:
-            lo, hi = lo + bl[:, None], hi + (bl if bu is None else bu)[:, None]
-    return lo, (None if lo is hi else hi)
-
-
-def _midrad(Wl: Tensor, Wu: Tensor, al: Tensor, au: Tensor):
-    """Midpoint-radius ``W a`` of two intervals of either sign (as :func:`iv.matmul`):
-    ``mid = Wm am``, ``rad = |Wm| ar + Wr |am| + Wr ar``; ``W`` ``(m, K)``, ``a`` ``(K, n)``.
-
-    When ``K`` is small (the backward pass through a narrow output layer) each end is one
-    matmul of the stacked ``[Wm, -+Wr, -+(|Wm| + Wr)] / 2`` against ``[am2; |am2|; ar2]``
-    (``am2 = al + au``, ``ar2 = au - al``), with no pass over the ``(m, n)`` result."""
-    am2, ar2 = al + au, au - al                  # twice the midpoint and the radius
-    Wm, Wr = iv.mid_rad(Wl, Wu)
-    Wm2, Wr2, C2 = Wm * 0.5, Wr * 0.5, (Wm.abs() + Wr) * 0.5
-    if Wl.shape[1] <= Wl.shape[0]:
-        a3 = torch.cat([am2, am2.abs(), ar2], 0)
-        return torch.cat([Wm2, -Wr2, -C2], 1) @ a3, torch.cat([Wm2, Wr2, C2], 1) @ a3
-    mid = Wm2 @ am2
-    rad = (Wr2 @ am2.abs()).addmm_(C2, ar2)
-    return mid - rad, mid + rad
-
-
-def _relu_gates(a: Pair) -> tuple[Tensor, Tensor, Tensor]:
-    """For the ReLU derivative ``s in [H(h_lo), H(h_hi)]`` (``H(x) = 1[x > 0]``) of a
-    hidden layer, given by its post-activation bounds ``a = (max(h_lo, 0), max(h_hi, 0))``
-    (``(width, n)``; ``a > 0`` iff ``h > 0``): ``(H(h_hi), cap, -cap)`` as floats, with
-    ``cap = +inf`` (a finite stand-in) where ``H(h_lo) = 1`` and ``0`` elsewhere (float
-    arithmetic on these is several times faster than boolean masks)."""
-    lo, hi = a
-    su = torch.gt(lo if hi is None else hi, 0.0, out=torch.empty_like(lo))
-    cap = torch.gt(lo, 0.0, out=torch.empty_like(lo)).mul_(_BIG)
-    return su, cap, cap.neg()
-
-
-def _backprop(W: Pair, d: Pair) -> tuple[Tensor, Tensor]:
-    """``W^T delta_l`` (before the ReLU derivative): ``W`` ``(out, in)``, ``d`` ``(out, n)``
-    -> two fresh, distinct ``(in, n)`` arrays (paper eqs. 23-24)."""
-    (Wl, Wu), (dl, du) = W, d
-    WlT = Wl.T
-    if Wu is None and du is None:
-        lo = WlT @ dl
-        return lo, lo.clone()
-    if Wu is None:
-        Wp, Wn = _pos(WlT), _neg(WlT)
-        return (Wp @ dl).addmm_(Wn, du), (Wp @ du).addmm_(Wn, dl)
-    if du is None:
-        dp, dn = _pos(dl), _neg(dl)
-        return (WlT @ dp).addmm_(Wu.T, dn), (Wu.T @ dp).addmm_(WlT, dn)
-    return _midrad(WlT, Wu.T, dl, du)
-
-
-def _relu_backward_(d: tuple[Tensor, Tensor], d2: Optional[tuple[Tensor, Tensor]],
-                    a: Pair) -> None:
-    """Multiply the delta bounds ``d`` (and ``d2``, same layer and gates) in place by the
-    ReLU derivative ``s in [H(h_lo), H(h_hi)]`` (paper eqs. 25-26), ``a`` the layer's
-    post-activation bounds. The exact product of ``[lo, hi]`` with ``s`` in ``{0, 1}``
-    (:func:`iv.mul_heaviside`): a unit surely on keeps ``[lo, hi]``, one surely off gives
-    ``0``, an unstable one ``[min(lo, 0), max(hi, 0)]``. By the compiled kernel in one pass
-    when it runs here; else ``lo' = min(lo, cap) s_u``, ``hi' = max(hi, -cap) s_u`` with the
-    float gates of :func:`_relu_gates`."""
-    if kernels.relu_gate_(d, d2, a):
-        return
-    su, cap, ncap = _relu_gates(a)
-    for lo, hi in [d] + ([d2] if d2 is not None else []):
-        torch.minimum(lo, cap, out=lo).mul_(su)
-        torch.maximum(hi, ncap, out=hi).mul_(su)
-
-
-def _backward_step(W: Pair, dC: Pair, dP: Optional[Pair], a: Pair):
-    """The delta bounds of the layer below: ``W^T delta`` (:func:`_backprop`) times the
-    ReLU derivative given by ``a``, that layer's post-activation bounds, for ``dC`` and
-    (with the same gates) ``dP`` (None: none). Returns ``(dC', dP')``."""
-    dC = _backprop(W, dC)
-    dP = _backprop(W, dP) if dP is not None else None
-    _relu_backward_(dC, dP, a)
-    return dC, dP
-
-
-def _producer(W: Pair, dC: Pair, dP: Pair, a: Pair) -> kernels.Produced:
-    """:func:`_backward_step` for ``dC`` and ``dP`` as :class:`kernels.Produced`, so that the
-    kernel computes the bounds unit by unit: the cases of :func:`_backprop` as stacked
-    products ``lo = Plo @ Z``, ``hi = Phi @ Z`` (``W`` ``(out, in)``, ``Z`` ``(K, n)``):
-
-    * ``W`` a point: ``lo = W+^T dl + W-^T du``: ``Plo = [W+^T, W-^T]``,
-      ``Phi = [W-^T, W+^T]``, ``Z = [dl; du]``;
-    * ``W`` an interval (midpoint-radius, :func:`_midrad`): ``Plo = [Wm, -Wr, -(|Wm| + Wr)]
-      / 2``, ``Phi = [Wm, Wr, |Wm| + Wr] / 2`` (of ``W^T``), ``Z = [am2; |am2|; ar2]`` with
-      ``am2 = dl + du``, ``ar2 = du - dl``."""
-    Wl, Wu = W
-    if Wu is None:
-        WT = Wl.T
-        Wp, Wn = _pos(WT), _neg(WT)
-        plo, phi = torch.cat([Wp, Wn], 1), torch.cat([Wn, Wp], 1)
-
-        def z(d: Pair) -> Tensor:
-            return torch.cat([d[0], d[1]], 0)
-    else:
-        Wm, Wr = iv.mid_rad(Wl.T, Wu.T)
-        Wm2, Wr2, C2 = Wm * 0.5, Wr * 0.5, (Wm.abs() + Wr) * 0.5
-        plo, phi = torch.cat([Wm2, -Wr2, -C2], 1), torch.cat([Wm2, Wr2, C2], 1)
-
-        def z(d: Pair) -> Tensor:
-            am2 = d[0] + d[1]
-            return torch.cat([am2, am2.abs(), d[1] - d[0]], 0)
-    return kernels.Produced(plo, phi, z(dC), z(dP), a[0], a[1])
-
-
-def _forward(params, x: Pair):
-    """Interval forward pass, unit-major. Returns the logit bounds and the layer inputs
-    ``inputs`` (``inputs[0]`` = the data, then the post-activation bounds of each hidden
-    layer), pairs of ``(width, n)``. The ReLU is applied in place: the backward pass reads
-    its gates from the post-activations (``max(h, 0) > 0`` iff ``h > 0``)."""
-    inputs = []
-    a = x
-    for l, (Wl, Wu, bl, bu) in enumerate(params):
-        inputs.append(a)
-        h = _affine((Wl, Wu), (bl, bu), a, nonneg=l > 0)
-        if l == len(params) - 1:
-            return h, inputs
-        a = (h[0].clamp_min_(0.0), None if h[1] is None else h[1].clamp_min_(0.0))
-
-
-def _deltas(h: Pair, y: Tensor, loss: str, changes, n_classes) -> list[Pair]:
-    """Loss-gradient bounds at the logits ``(m, n)`` for each label change, sharing the
-    softmax / sigmoid bounds (:func:`.propagate.delta_bounds_many`)."""
-    zl = h[0].T
-    zu = zl if h[1] is None else h[1].T
-    return [(dl.T.contiguous(), du.T.contiguous())
-            for dl, du in delta_bounds_many(zl, zu, y, loss, changes, n_classes)]
-
 
 def _clean_sums(d: Pair, a: Pair, nonneg: bool, bias: bool):
     """``sum_i`` of the per-sample ``lo``/``hi`` bounds of the weight block ``d a^T`` and of
@@ -294,17 +114,17 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     order = torch.argsort(y, stable=True)
     X, y = X[order], y[order]
     XT = X.T.contiguous()
-    zC, inC = _forward(params, (XT, None))
-    zP, inP = (_forward(params, (XT - eps, XT + eps)) if eps > 0 else (zC, inC))
+    zC, inC = forward(params, (XT, None))
+    zP, inP = (forward(params, (XT - eps, XT + eps)) if eps > 0 else (zC, inC))
     shared = inP is inC
     change = LabelChange(flip=pert.flips, nu=pert.nu)
     if not poisoned:
-        dC, dP = _deltas(zC, y, loss, [LabelChange()], n_classes)[0], None
+        dC, dP = deltas(zC, y, loss, [LabelChange()], n_classes)[0], None
     elif shared:
-        dC, dP = _deltas(zC, y, loss, [LabelChange(), change], n_classes)
+        dC, dP = deltas(zC, y, loss, [LabelChange(), change], n_classes)
     else:
-        dC = _deltas(zC, y, loss, [LabelChange()], n_classes)[0]
-        dP = _deltas(zP, y, loss, [change], n_classes)[0]
+        dC = deltas(zC, y, loss, [LabelChange()], n_classes)[0]
+        dP = deltas(zP, y, loss, [change], n_classes)[0]
     kk = min(k, b)
     by_sums = clip is None and rule in ("none", "poisoned")
 
@@ -314,7 +134,7 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     top = len(params) - 1
     dm_above = None          # |delta| bounds of the layer above, for the magnitude bound
     # the first layer's delta bounds are only reduced: the kernel can produce them unit by
-    # unit from the layer above (_producer) instead of reading them from memory
+    # unit from the layer above (producer) instead of reading them from memory
     fuse_first = poisoned and shared and clip is None and top > 0 and kernels.available()
     pending = None           # (W, dC, dP, a) of that backward pass, until layer 0
     for l in range(top, -1, -1):
@@ -327,9 +147,9 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
         fused = None
         if pending is not None:
             fused = _layer_by_kernel(None, None, inC[l], nonneg, bias, kk, b,
-                                     produced=_producer(*pending))
+                                     produced=producer(*pending))
             if fused is None:   # the kernel declined: form the delta bounds after all
-                dC, dP = _backward_step(*pending)
+                dC, dP = backward_step(*pending)
         elif poisoned and shared and clip is None:
             fused = _layer_by_kernel(dC, dP, inC[l], nonneg, bias, kk, b)
         if fused is None:
@@ -348,11 +168,11 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
             pending = ((Wl, Wu), dC, dP, inC[l])
         elif l > 0:
             if shared:
-                dC, dP = _backward_step((Wl, Wu), dC, dP, inC[l])
+                dC, dP = backward_step((Wl, Wu), dC, dP, inC[l])
             else:
-                dC = _backward_step((Wl, Wu), dC, None, inC[l])[0]
+                dC = backward_step((Wl, Wu), dC, None, inC[l])[0]
                 if dP is not None:
-                    dP = _backward_step((Wl, Wu), dP, None, inP[l])[0]
+                    dP = backward_step((Wl, Wu), dP, None, inP[l])[0]
     dl = torch.cat(lows)
     du = torch.cat(highs)
     return dl, du, (torch.cat(mags) if mags else None)

@@ -265,14 +265,14 @@ def test_produced_layer_equals_formed_delta_bounds(scan, point_w, point_a):
     (backward pass through the layer above and ReLU derivative, unit by unit) against the
     torch path: the delta bounds formed by ``_backprop`` and the torch gate, then reduced
     by ``_layer_blocks`` on materialised values."""
-    from mipcert.agt import stepbounds as sb
+    from mipcert.agt import passes, stepbounds as sb
     W, dC, dP, a, X = _first_layer(int(point_w) * 2 + int(point_a), point_w, point_a)
     k, b = 7, X.shape[1]
     got = sb._layer_by_kernel(None, None, (X, None), False, True, k, b,
-                              produced=sb._producer(W, dC, dP, a))
+                              produced=passes.producer(W, dC, dP, a))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIPCERT_NO_KERNELS", "1")
-        fC, fP = sb._backward_step(W, dC, dP, a)
+        fC, fP = passes.backward_step(W, dC, dP, a)
         want = sb._layer_blocks(fC, fP, (X, None), (X, None), False, True, "poisoned", k, b,
                                 None, True, True)
     for g_side, w_side in zip(got, want):
@@ -286,12 +286,12 @@ def test_produced_layer_scans_give_the_same_bits_and_nan():
     """Produced delta bounds: the AVX2 and scalar kernels agree bit for bit, and a NaN in the
     layer above's delta bounds gives NaN where the torch path gives it (a NaN times a
     surely-off gate stays NaN there too, so that the divergence check fires)."""
-    from mipcert.agt import stepbounds as sb
+    from mipcert.agt import passes, stepbounds as sb
     if kernels._topk.use_simd(True) != "avx2":
         pytest.skip("this CPU has no AVX2 scan")
     W, dC, dP, a, X = _first_layer(11, False, False, n=1003)
     run = lambda: sb._layer_by_kernel(None, None, (X, None), False, True, 5, 1003,  # noqa: E731
-                                      produced=sb._producer(W, dC, dP, a))
+                                      produced=passes.producer(W, dC, dP, a))
     try:
         fast = run()
         kernels._topk.use_simd(False)
@@ -304,7 +304,7 @@ def test_produced_layer_scans_give_the_same_bits_and_nan():
     got = run()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIPCERT_NO_KERNELS", "1")
-        fC, fP = sb._backward_step(W, dC, dP, a)
+        fC, fP = passes.backward_step(W, dC, dP, a)
         want = sb._layer_blocks(fC, fP, (X, None), (X, None), False, True, "poisoned", 5,
                                 1003, None, True, True)
     for g_side, w_side in zip(got, want):
@@ -340,7 +340,7 @@ def test_relu_gate_equals_mul_heaviside(scan, point, two):
     pre-activations, including units exactly at 0, NaN and infinite delta bounds (which
     must come out as the torch path gives them, so that the divergence check fires)."""
     from mipcert.bounds import interval as iv
-    from mipcert.agt.stepbounds import _relu_backward_
+    from mipcert.agt.passes import relu_backward_
     g = torch.Generator().manual_seed(int(point) * 2 + int(two))
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
     w, n = 7, 301
@@ -360,7 +360,7 @@ def test_relu_gate_equals_mul_heaviside(scan, point, two):
     assert kernels.relu_gate_(pairs[0], pairs[1] if two else None, a)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIPCERT_NO_KERNELS", "1")
-        _relu_backward_(torch_path[0], torch_path[1] if two else None, a)
+        relu_backward_(torch_path[0], torch_path[1] if two else None, a)
     for (lo, hi), (tl, tu), (wl, wu) in zip(pairs, torch_path, want):
         for k, t, w in ((lo, tl, wl), (hi, tu, wu)):
             # NaN exactly where the torch path has NaN (a NaN or an infinity times 0)

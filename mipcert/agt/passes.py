@@ -85,16 +85,36 @@ def midrad(Wl: Tensor, Wu: Tensor, al: Tensor, au: Tensor):
 
     When ``K`` is small (the backward pass through a narrow output layer) each end is one
     matmul of the stacked ``[Wm, -+Wr, -+(|Wm| + Wr)] / 2`` against ``[am2; |am2|; ar2]``
-    (``am2 = al + au``, ``ar2 = au - al``), with no pass over the ``(m, n)`` result."""
-    am2, ar2 = al + au, au - al                  # twice the midpoint and the radius
-    Wm, Wr = iv.mid_rad(Wl, Wu)
-    Wm2, Wr2, C2 = Wm * 0.5, Wr * 0.5, (Wm.abs() + Wr) * 0.5
+    (``am2 = al + au``, ``ar2 = au - al``; :func:`_midrad_stack`, :func:`_midrad_rows`),
+    with no pass over the ``(m, n)`` result."""
     if Wl.shape[1] <= Wl.shape[0]:
-        a3 = torch.cat([am2, am2.abs(), ar2], 0)
-        return torch.cat([Wm2, -Wr2, -C2], 1) @ a3, torch.cat([Wm2, Wr2, C2], 1) @ a3
+        a3 = _midrad_rows(al, au)
+        Plo, Phi = _midrad_stack(Wl, Wu)
+        return Plo @ a3, Phi @ a3
+    am2, ar2 = al + au, au - al                  # twice the midpoint and the radius
+    Wm2, Wr2, C2 = _midrad_halves(Wl, Wu)
     mid = Wm2 @ am2
     rad = (Wr2 @ am2.abs()).addmm_(C2, ar2)
     return mid - rad, mid + rad
+
+
+def _midrad_halves(Wl: Tensor, Wu: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``Wm / 2``, ``Wr / 2`` and ``(|Wm| + Wr) / 2`` of the interval ``[Wl, Wu]``."""
+    Wm, Wr = iv.mid_rad(Wl, Wu)
+    return Wm * 0.5, Wr * 0.5, (Wm.abs() + Wr) * 0.5
+
+
+def _midrad_stack(Wl: Tensor, Wu: Tensor) -> tuple[Tensor, Tensor]:
+    """The stacked weights ``([Wm, -Wr, -(|Wm| + Wr)] / 2, [Wm, Wr, |Wm| + Wr] / 2)`` of
+    :func:`midrad`, ``(m, 3 K)`` each: the lower and upper end against :func:`_midrad_rows`."""
+    Wm2, Wr2, C2 = _midrad_halves(Wl, Wu)
+    return torch.cat([Wm2, -Wr2, -C2], 1), torch.cat([Wm2, Wr2, C2], 1)
+
+
+def _midrad_rows(al: Tensor, au: Tensor) -> Tensor:
+    """``[am2; |am2|; ar2]`` (``am2 = al + au``, ``ar2 = au - al``), ``(3 K, n)``."""
+    am2 = al + au
+    return torch.cat([am2, am2.abs(), au - al], 0)
 
 
 def relu_gates(a: Pair) -> tuple[Tensor, Tensor, Tensor]:
@@ -172,13 +192,10 @@ def producer(W: Pair, dC: Pair, dP: Pair, a: Pair) -> kernels.Produced:
         def z(d: Pair) -> Tensor:
             return torch.cat([d[0], d[1]], 0)
     else:
-        Wm, Wr = iv.mid_rad(Wl.T, Wu.T)
-        Wm2, Wr2, C2 = Wm * 0.5, Wr * 0.5, (Wm.abs() + Wr) * 0.5
-        plo, phi = torch.cat([Wm2, -Wr2, -C2], 1), torch.cat([Wm2, Wr2, C2], 1)
+        plo, phi = _midrad_stack(Wl.T, Wu.T)
 
         def z(d: Pair) -> Tensor:
-            am2 = d[0] + d[1]
-            return torch.cat([am2, am2.abs(), d[1] - d[0]], 0)
+            return _midrad_rows(d[0], d[1])
     return kernels.Produced(plo, phi, z(dC), z(dP), a[0], a[1])
 
 

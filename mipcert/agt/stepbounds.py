@@ -133,9 +133,11 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
     mags: list[Tensor] = []
     top = len(params) - 1
     dm_above = None          # |delta| bounds of the layer above, for the magnitude bound
+    # the rule whose top-k sums the kernel computes per layer (_layer_by_kernel)
+    by_kernel = poisoned and shared and clip is None
     # the first layer's delta bounds are only reduced: the kernel can produce them unit by
     # unit from the layer above (producer) instead of reading them from memory
-    fuse_first = poisoned and shared and clip is None and top > 0 and kernels.available()
+    fuse_first = by_kernel and top > 0 and kernels.available()
     pending = None           # (W, dC, dP, a) of that backward pass, until layer 0
     for l in range(top, -1, -1):
         Wl, Wu, bl, _ = params[l]
@@ -150,7 +152,7 @@ def descent_bounds(lo: Tensor, hi: Tensor, layers: Sequence[LayerShape], X: Tens
                                      produced=producer(*pending))
             if fused is None:   # the kernel declined: form the delta bounds after all
                 dC, dP = backward_step(*pending)
-        elif poisoned and shared and clip is None:
+        elif by_kernel:
             fused = _layer_by_kernel(dC, dP, inC[l], nonneg, bias, kk, b)
         if fused is None:
             fused = _layer_blocks(dC, dP, inC[l], inP[l], nonneg, bias, rule,

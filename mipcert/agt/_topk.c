@@ -6,7 +6,7 @@
  *     out[o, j] = sum of the k largest of max(0, v_i)      (k > 0), or sum of v_i (k = 0),
  *     v_i = (A - A2)[o, i] X1[j, i] + sign (B - B2)[o, i] X2[j, i]        (i = 0 .. n-1)
  *
- * (A2, B2 may be absent (zero); B, X2 may be absent; with X1 absent too,
+ * (sign +-1; A2, B2 may be absent (zero); B, X2 may be absent; with X1 absent too,
  * v_i = (A - A2)[o, i]: a bias block, n_in = 1; the differences let the caller pass the
  * clean and perturbed delta bounds without forming their difference first),
  * which is what the bounded-poisoning / label-flip aggregation rule needs per parameter
@@ -276,34 +276,7 @@ BLOCK_FORM(axbx_a2_neg, 1, 1, 1, 0, 1)
 BLOCK_FORM(axbx_a2b2, 1, 1, 1, 1, 0)
 BLOCK_FORM(axbx_a2b2_neg, 1, 1, 1, 1, 1)
 
-/* Any other sign: the generic vals4. */
-__attribute__((target("avx2"))) static double bmax_generic(const row_t *r, Py_ssize_t i,
-                                                           int *nan)
-{
-    const __m256d sg = _mm256_set1_pd(r->sign);
-    __m256d u = _mm256_setzero_pd(), m = _mm256_set1_pd(-INFINITY);
-    for (int q = 0; q < 8; q++) {
-        const __m256d v = vals4(r, i + 4 * q, sg);
-        u = _mm256_or_pd(u, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
-        m = _mm256_max_pd(m, v);
-    }
-    m = _mm256_max_pd(m, _mm256_permute2f128_pd(m, m, 1));
-    m = _mm256_max_pd(m, _mm256_permute_pd(m, 5));
-    *nan |= _mm256_movemask_pd(u);
-    return _mm256_cvtsd_f64(m);
-}
-
-__attribute__((target("avx2"))) static void bsum_generic(const row_t *r, Py_ssize_t i,
-                                                         double *s)
-{
-    const __m256d sg = _mm256_set1_pd(r->sign);
-    __m256d acc = _mm256_loadu_pd(s);
-    for (int q = 0; q < 8; q++)
-        acc = _mm256_add_pd(acc, vals4(r, i + 4 * q, sg));
-    _mm256_storeu_pd(s, acc);
-}
-
-/* The block functions of a row's form (index into the tables below). */
+/* The block functions of a row's form (index into the tables below; sign is +-1). */
 static int form_of(const row_t *r)
 {
     const int a2 = r->a2 != NULL, b2 = r->b2 != NULL, neg = r->sign == -1.0;
@@ -311,19 +284,15 @@ static int form_of(const row_t *r)
         return a2;
     if (r->b == NULL)
         return 2 + a2;
-    if (r->sign != 1.0 && r->sign != -1.0)
-        return 12;
     return 4 + 4 * a2 + 2 * b2 + neg;
 }
 
-static const block_max_fn bmax_form[13] = {
+static const block_max_fn bmax_form[12] = {
     bmax_a, bmax_a_a2, bmax_ax, bmax_ax_a2, bmax_axbx, bmax_axbx_neg, bmax_axbx_b2,
-    bmax_axbx_b2_neg, bmax_axbx_a2, bmax_axbx_a2_neg, bmax_axbx_a2b2, bmax_axbx_a2b2_neg,
-    bmax_generic};
-static const block_sum_fn bsum_form[13] = {
+    bmax_axbx_b2_neg, bmax_axbx_a2, bmax_axbx_a2_neg, bmax_axbx_a2b2, bmax_axbx_a2b2_neg};
+static const block_sum_fn bsum_form[12] = {
     bsum_a, bsum_a_a2, bsum_ax, bsum_ax_a2, bsum_axbx, bsum_axbx_neg, bsum_axbx_b2,
-    bsum_axbx_b2_neg, bsum_axbx_a2, bsum_axbx_a2_neg, bsum_axbx_a2b2, bsum_axbx_a2b2_neg,
-    bsum_generic};
+    bsum_axbx_b2_neg, bsum_axbx_a2, bsum_axbx_a2_neg, bsum_axbx_a2b2, bsum_axbx_a2b2_neg};
 #endif
 
 /* ------------------------------------------------------------------ top-k selection */
@@ -870,6 +839,7 @@ static PyObject *row_reduce(PyObject *self, PyObject *args)
         const problem_t *p = ps + q;
         ok = p->a && p->out && p->k >= 0 && p->n_in >= 1 && (p->x1 || (!p->b && p->n_in == 1)) &&
              ((p->b == 0) == (p->x2 == 0)) && (p->b || !p->b2) &&
+             (p->sign == 1.0 || p->sign == -1.0) &&
              (!prod || (p->a <= 4 && p->a2 <= 4 && p->b <= 4 && p->b2 <= 4));
         kmax = p->k > kmax ? p->k : kmax;
         in_max = p->n_in > in_max ? p->n_in : in_max;

@@ -59,7 +59,8 @@ def bilinear_topk_sum(A: Tensor, X1: Optional[Tensor], B: Optional[Tensor],
     ``v_i = (A - A2)[o, i] X1[j, i] + sign (B - B2)[o, i] X2[j, i]`` (``A2``/``B2`` None:
     zero; ``B``/``X2`` None: the first term only; ``X1`` None too: ``v_i = (A - A2)[o, i]``),
     as ``(out * in,)``: :func:`row_reduce` with one problem. None when the kernel cannot run
-    here (not built, turned off, not float64 CPU tensors), so the caller falls back."""
+    here (not built, turned off, not float64 CPU tensors, ``sign`` not +-1), so the caller
+    falls back."""
     if k <= 0:
         return None
     out = row_reduce([(A, A2, X1, B, B2, X2, sign, k)])
@@ -126,7 +127,7 @@ def row_reduce(problems: Sequence[Problem], produced: Optional[Produced] = None
             good = all(_ok(t, n_out, n) for t in coefs)
         if not (good and A is not None and _ok(X1, n_in, n) and _ok(X2, n_in, n) and k >= 0
                 and (B is None) == (X2 is None) and (X1 is not None or B is None)
-                and (B2 is None or B is not None)):
+                and (B2 is None or B is not None) and sign in (1.0, -1.0)):
             return None
         ptrs = [0 if c is None else (c if produced is not None else c.data_ptr())
                 for c in coefs]

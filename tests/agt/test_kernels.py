@@ -105,6 +105,7 @@ def test_kernel_declines_what_it_cannot_take():
     assert kernels.bilinear_topk_sum(A, torch.ones(3, 9, dtype=torch.float64), None, None,
                                      2) is None
     assert kernels.bilinear_topk_sum(A, None, None, None, 0) is None
+    assert kernels.bilinear_topk_sum(A, A, A, A, 2, sign=0.5) is None   # sign is +-1
 
 
 @needs_kernel

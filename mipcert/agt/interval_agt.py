@@ -106,21 +106,14 @@ def _step_bounds_reference(lo, hi, run, Xb, yb, pert: PerturbationConfig):
     return dl, du, mag
 
 
-def interval_agt(run: TrainingRun, pert: PerturbationConfig, device: str = "cpu",
-                 outward: float = iv.OUTWARD_REL, reference: bool = False) -> AGTResult:
-    """Run interval AGT over the whole training run; returns the final parameter box.
-    ``reference=True`` uses the slow materialising path (for tests)."""
-    step = _step_bounds_reference if reference else _step_bounds
-    iv.keep_freed_memory()
-    check_budget(run, pert)
-    dev = iv.resolve_device(device)
-    t0 = time.perf_counter()
+def _steps(run: TrainingRun, pert: PerturbationConfig, dev, lo, hi, start: int, outward: float,
+           step):
+    """Yield ``(t, lo, hi)``: the box after step ``t`` for ``t = start, start + 1, ...``,
+    starting from the box ``[lo, hi]`` (torch tensors on ``dev``) before step ``start``."""
     X = torch.as_tensor(run.X, dtype=torch.float64, device=dev)
     y = torch.as_tensor(run.y, dtype=torch.float64, device=dev)
-    lo = torch.as_tensor(run.theta0, dtype=torch.float64, device=dev).clone()
-    hi = lo.clone()
-    widths = []
-    for t, (batch, lr) in enumerate(zip(run.batches, run.lrs)):
+    for t in range(start, len(run.batches)):
+        batch, lr = run.batches[t], run.lrs[t]
         idx = torch.as_tensor(batch, dtype=torch.long, device=dev)
         dl, du, mag = step(lo, hi, run, X[idx], y[idx], pert)
         new_lo, new_hi = lo - lr * du, hi - lr * dl
@@ -131,6 +124,22 @@ def interval_agt(run: TrainingRun, pert: PerturbationConfig, device: str = "cpu"
         if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
             raise InputError(f"interval AGT diverged at step {t} (infinite bounds): lower the "
                              "learning rate, the number of epochs or the budget")
+        yield t, lo, hi
+
+
+def interval_agt(run: TrainingRun, pert: PerturbationConfig, device: str = "cpu",
+                 outward: float = iv.OUTWARD_REL, reference: bool = False) -> AGTResult:
+    """Run interval AGT over the whole training run; returns the final parameter box.
+    ``reference=True`` uses the slow materialising path (for tests)."""
+    step = _step_bounds_reference if reference else _step_bounds
+    iv.keep_freed_memory()
+    check_budget(run, pert)
+    dev = iv.resolve_device(device)
+    t0 = time.perf_counter()
+    lo = torch.as_tensor(run.theta0, dtype=torch.float64, device=dev).clone()
+    hi = lo.clone()
+    widths = []
+    for t, lo, hi in _steps(run, pert, dev, lo, hi, 0, outward, step):
         widths.append(float((hi - lo).sum()))
         log.debug("step %d: total width %.6g", t, widths[-1])
     if dev.type == "cuda":
@@ -140,3 +149,23 @@ def interval_agt(run: TrainingRun, pert: PerturbationConfig, device: str = "cpu"
     log.info("interval AGT: %d steps, total width %.6g, %.3f s", len(run.batches),
              float(np.sum(upper - lower)), seconds)
     return AGTResult(lower=lower, upper=upper, seconds=seconds, widths=widths)
+
+
+def interval_boxes(run: TrainingRun, pert: PerturbationConfig, device: str = "cpu",
+                   start: int = 0, lower: np.ndarray | None = None,
+                   upper: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The interval AGT box before every step ``start .. T`` (``T + 1 - start`` pairs of
+    ``(P,)`` arrays), starting from ``[lower, upper]`` before step ``start`` (default: the
+    point ``theta_0`` at step 0). These are the warm-start bounds of the MIP methods."""
+    check_budget(run, pert)
+    dev = iv.resolve_device(device)
+    if lower is None:
+        if start != 0:
+            raise InputError("interval_boxes needs the box before step start")
+        lower = upper = run.theta0
+    lo = torch.as_tensor(np.asarray(lower, np.float64), device=dev).clone()
+    hi = torch.as_tensor(np.asarray(upper, np.float64), device=dev).clone()
+    boxes = [(lo.cpu().numpy(), hi.cpu().numpy())]
+    for _, lo, hi in _steps(run, pert, dev, lo, hi, start, iv.OUTWARD_REL, _step_bounds):
+        boxes.append((lo.cpu().numpy(), hi.cpu().numpy()))
+    return boxes

@@ -44,6 +44,11 @@ class TrainingRun:
                          self.y if y is None else y, self.batches if batches is None else batches,
                          self.lrs, self.loss, self.clip)
 
+    def train_trajectory(self) -> np.ndarray:
+        """``(T + 1, P)``: the nominal parameters before every step and after the last."""
+        return ref.train(self.theta0, self.layers, self.X, self.y, self.batches, self.lrs,
+                         self.loss, self.clip, trajectory=True)
+
     def as_json(self) -> dict:
         return {"layers": [s.as_json() for s in self.layers], "loss": self.loss,
                 "clip": self.clip, "init": self.init, "theta0": self.theta0.tolist(),

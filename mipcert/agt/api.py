@@ -22,7 +22,9 @@ from .privacy import certified_distance, private_accuracy
 from .run import TrainingRun, build_run
 
 log = logging.getLogger(__name__)
-METHODS = ("ibp",)
+METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")
+#: losses whose gradient w.r.t. the logits is a box even in the exact methods
+RELAXED_LOSSES = ("bce", "cross_entropy")
 #: the paper's IBP total width for the half-moons SVM (Sosnin et al., table in section 8.2)
 PAPER_SVM_IBP_WIDTH = 339.7
 
@@ -106,11 +108,23 @@ def _privacy(inst: Instance, run: TrainingRun, data: Dataset, nominal, device) -
 
 
 def certify_instance(instance, method: str = "ibp", device: str = "cpu",
-                     perturbation: PerturbationConfig | None = None) -> AGTOutcome:
+                     perturbation: PerturbationConfig | None = None, *, horizon="full",
+                     solver: str | None = None, time_limit: float | None = None,
+                     workers: int | None = None, scheduler: str | None = None,
+                     faces: int = 0, progress=None, tighten: bool = True) -> AGTOutcome:
     """Certify the run an instance describes: the box, its certificates and (with
-    ``[privacy]``) private prediction. ``perturbation`` overrides the file's."""
+    ``[privacy]``) private prediction. ``perturbation`` overrides the file's.
+
+    ``method``: ``ibp`` (interval AGT) or an optimisation method ``lp | qcp | milp | miqcp``
+    (:func:`mipcert.agt.mip_agt.mip_agt`, with ``horizon``, ``solver``, ``time_limit`` per
+    solve, ``workers`` / ``scheduler`` for the fan-out and ``faces`` polytope directions).
+    """
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    if faces < 0:
+        raise InputError(f"--faces {faces}: give a number of directions >= 0")
+    if faces and method == "ibp":
+        raise InputError("--faces needs an optimisation method (lp, qcp, milp or miqcp)")
     t0 = time.perf_counter()
     inst = _as_instance(instance)
     if perturbation is not None:
@@ -118,16 +132,38 @@ def certify_instance(instance, method: str = "ibp", device: str = "cpu",
     data = load_dataset(inst.data)
     run = build_run(inst, data)
     nominal = run.train()
-    result = interval_agt(run, inst.perturbation, device)
+    interval = interval_agt(run, inst.perturbation, device)
+    extra: dict = {}
+    result = interval
+    if method != "ibp":
+        from .mip_agt import mip_agt
+        from .polytope import face_directions
+        dirs = face_directions(run, data.X_test, nominal, faces) if faces else None
+        result = mip_agt(run, inst.perturbation, method, horizon, solver, time_limit, workers,
+                         scheduler, faces, device, tighten=tighten, progress=progress,
+                         face_dirs=dirs)
+        extra.update(result.as_json())
+        extra["interval_total_width"] = interval.total_width
+        if run.loss in RELAXED_LOSSES:
+            extra["relaxed_loss_gradient"] = (
+                f"the {run.loss} loss gradient is encoded as a box from interval bounds: "
+                f"the {method} bounds stay relaxed even for the exact methods")
     if not result.contains(nominal):
         log.warning("the nominal parameters are outside the certified box: report this bug")
     certs = certificates_for(run, data, result.lower, result.upper, nominal, device)
+    if method != "ibp" and result.faces and data.n_classes is not None:
+        from .polytope import polytope_certificates
+        pc = polytope_certificates(run, result.lower, result.upper, result.faces, nominal,
+                                   data.X_test, data.y_test)
+        pc.pop("polytope_stable_mask")
+        certs.update(pc)
     if inst.perturbation.kind == "removal":
         certs["unlearning_k"] = inst.perturbation.k
         certs["certified_unchanged_by_unlearning"] = certs.get("certified_stable")
     priv = _privacy(inst, run, data, nominal, device) if inst.privacy is not None else None
     outcome = AGTOutcome(instance=inst, data=data, run=run, nominal=nominal, result=result,
-                         certificates=certs, privacy=priv, method=method, device=device)
+                         certificates=certs, privacy=priv, method=method, device=device,
+                         extra=extra)
     if inst.name == "moons_svm":
         outcome.extra["paper_ibp_total_width"] = PAPER_SVM_IBP_WIDTH
     outcome.seconds = time.perf_counter() - t0

@@ -1,20 +1,53 @@
-"""``mipcert agt`` (certify a training run) and ``mipcert train`` (replay the nominal run)."""
+"""``mipcert agt`` (certify a training run) and ``mipcert train`` (replay the nominal run).
+
+The library is imported inside the run functions, so that loading the CLI stays cheap
+(torch is only imported by the commands that need it).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from ..agt.api import METHODS, certify_instance, train_instance
+METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")
+
+
+def add_mip_options(p) -> None:
+    """Options shared by ``agt`` and ``agt-table`` for the optimisation methods."""
+    p.add_argument("--solver", choices=["highs", "scip", "gurobi"], default=None,
+                   help="default: highs for lp/milp, scip for qcp/miqcp (quadratic)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="seconds per solve (a limit gives the proven dual bound, never "
+                        "an incumbent)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes for the independent solves (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the solves on a Dask distributed cluster (tcp://host:port)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def progress_printer(args):
+    if getattr(args, "quiet", False):
+        return None
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "agt", help="interval Abstract Gradient Training: certify a training run",
+        "agt", help="Abstract Gradient Training: certify a training run",
         description="Bound every parameter vector an SGD run can reach under the instance's "
-                    "perturbation model, and certify test predictions from that box.")
+                    "perturbation model (interval AGT, or an LP/QCP/MILP/MIQCP model of the "
+                    "run with rolling-horizon windows), and certify test predictions.")
     p.add_argument("instance", help="instance file (TOML), e.g. instances/agt_moons_svm.toml")
-    p.add_argument("--method", choices=METHODS, default="ibp")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--method", choices=METHODS, default="ibp",
+                   help="ibp (interval AGT, default) or an optimisation method")
+    p.add_argument("--horizon", default="full",
+                   help="steps per window for the optimisation methods: a number >= 1 or "
+                        "'full' (default)")
+    p.add_argument("--faces", type=int, default=0, metavar="K",
+                   help="add K polytope directions at the end (paper eq. 46)")
+    add_mip_options(p)
+    p.add_argument("--device", default="cpu", help="cpu or cuda for the interval bounds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="save the certified-region plot (2-D data)")
     p.set_defaults(func=run_agt)
@@ -26,7 +59,12 @@ def register(subparsers) -> None:
 
 
 def run_agt(args: argparse.Namespace) -> int:
-    outcome = certify_instance(args.instance, method=args.method, device=args.device)
+    from ..agt.api import certify_instance
+
+    outcome = certify_instance(
+        args.instance, method=args.method, device=args.device, horizon=args.horizon,
+        solver=args.solver, time_limit=args.time_limit, workers=args.workers,
+        scheduler=args.scheduler, faces=args.faces, progress=progress_printer(args))
     plot = None
     if args.plot:
         from ..report.agt_plot import plot_certified_regions
@@ -47,14 +85,23 @@ def _render(outcome, plot) -> None:
 
     con = Console()
     p = outcome.instance.perturbation
-    con.print(f"[bold]{outcome.instance.name}[/bold]: interval AGT ({outcome.method}, "
-              f"{outcome.device}), {len(outcome.run.batches)} steps, {outcome.run.n_params} "
+    what = "interval AGT" if outcome.method == "ibp" else \
+        f"{outcome.method.upper()} AGT, horizon {outcome.extra['horizon']}, solver " \
+        f"{outcome.extra['solver']}"
+    con.print(f"[bold]{outcome.instance.name}[/bold]: {what} ({outcome.device}), "
+              f"{len(outcome.run.batches)} steps, {outcome.run.n_params} "
               f"parameters, perturbation {p.kind} k={p.k}"
               + (f" eps={p.eps}" if p.eps else "") + (f" nu={p.nu}" if p.nu else ""))
     line = f"total width {outcome.result.total_width:.6g}"
-    if "paper_ibp_total_width" in outcome.extra:
+    if "interval_total_width" in outcome.extra:
+        line += f"  (interval AGT: {outcome.extra['interval_total_width']:.6g})"
+    if "paper_ibp_total_width" in outcome.extra and outcome.method == "ibp":
         line += f"  (paper's IBP figure: {outcome.extra['paper_ibp_total_width']})"
     con.print(line)
+    if "relaxed_loss_gradient" in outcome.extra:
+        con.print(f"note: {outcome.extra['relaxed_loss_gradient']}")
+    if outcome.method != "ibp":
+        _render_windows(con, outcome.extra["windows"])
     tab = Table(title="widest parameters")
     for col in ("parameter", "nominal", "lower", "upper", "width"):
         tab.add_column(col, justify="right")
@@ -83,7 +130,27 @@ def _render(outcome, plot) -> None:
     con.print(f"{outcome.seconds:.3f} s (AGT {outcome.result.seconds:.3f} s)")
 
 
+def _render_windows(con, windows) -> None:
+    from rich.table import Table
+
+    tab = Table(title="windows (min and max of every parameter at the window's end)")
+    for col in ("steps", "solves", "optimal", "limit", "fallback", "binaries", "constraints",
+                "width", "seconds"):
+        tab.add_column(col, justify="right")
+    for w in windows:
+        st = [s["status"] for s in w["solves"]]
+        tab.add_row(f"{w['start']}..{w['stop'] - 1}", str(len(st)),
+                    str(sum(s in ("optimal", "constant") for s in st)),
+                    str(sum(s in ("time_limit", "interrupted") for s in st)),
+                    str(sum(bool(s["note"]) and "interval" in s["note"] for s in w["solves"])),
+                    str(w["size"].get("binaries", "")), str(w["size"].get("constraints", "")),
+                    f"{w['width']:.6g}", f"{w['seconds']:.2f}")
+    con.print(tab)
+
+
 def run_train(args: argparse.Namespace) -> int:
+    from ..agt.api import train_instance
+
     out = train_instance(args.instance)
     if args.json:
         print(json.dumps(out))

@@ -1,0 +1,393 @@
+"""Optimisation-based AGT: per-parameter (and polytope) bounds of a training run from
+MIQCP / MILP / QCP / LP models, with rolling-horizon windows (FORMULATIONS 3.4).
+
+Sound-answer rules, stated once:
+
+1. Every bound is a solver's *proven* dual bound (``Outcome.bound``: the dual bound with
+   the safety margin; at a time limit still the dual bound), never an incumbent. A solve
+   that fails or proves nothing gives the interval AGT bound instead, and the record says so.
+2. Every box is intersected with the interval AGT box of the same step, so a method never
+   reports anything looser than IBP.
+3. A window ``[s, e)`` starts from the box proved at step ``s`` (for ``s = 0`` the point
+   ``theta_0``) and gets the whole budget ``k``: a sound relaxation of one budget over the
+   run, exact for the full horizon.
+4. Progressive tightening: inside a window the boxes of steps ``s + 1 .. e`` are proved in
+   turn on the models of steps ``s .. t - 1``; each proved box replaces the interval box of
+   its step and the interval boxes after it are recomputed from it (intersected with the
+   old), so later models get tighter Big-M and McCormick constants. Only valid boxes ever
+   feed a model, so every model stays a relaxation of the reachable set.
+
+Independent solves (the ``2P`` objectives of one model) are cut into fixed jobs of
+``params_per_job`` parameters; each job builds the model once and swaps objectives in a
+persistent solver. Jobs run on local processes, threads, serially or on a Dask cluster
+(:func:`mipcert.solve.map_solves`); the jobs do not depend on the number of workers, so
+neither do the boxes.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import InputError, SolverError
+from ..relaxation import Relaxation
+from .instance import PerturbationConfig
+from .interval_agt import interval_boxes
+from .run import TrainingRun
+from .trajectory import build_window
+
+log = logging.getLogger(__name__)
+
+METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")
+#: relative and absolute MIP gap asked of the solvers (the bound is the dual bound anyway)
+MIP_REL_GAP = 1e-7
+MIP_ABS_GAP = 1e-9
+#: the solver each method uses unless told otherwise
+DEFAULT_SOLVER = {"lp": "highs", "milp": "highs", "qcp": "scip", "miqcp": "scip"}
+
+
+@dataclass
+class SolveRecord:
+    """One objective solved: ``target`` is a parameter name or ``face{k}``."""
+
+    step: int
+    target: str
+    sense: str
+    status: str
+    bound: float
+    interval_bound: float
+    used: float
+    gap: float | None
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class WindowRecord:
+    start: int
+    stop: int
+    seconds: float
+    size: dict
+    width: float
+    solves: list[SolveRecord] = field(default_factory=list)
+
+
+@dataclass
+class MIPResult:
+    """The box after the last step, the boxes at every window end, and the solve records."""
+
+    method: str
+    horizon: int
+    lower: np.ndarray
+    upper: np.ndarray
+    seconds: float
+    windows: list[WindowRecord]
+    boxes: list[tuple[np.ndarray, np.ndarray]]
+    solver: str = ""
+    faces: dict | None = None
+    widths: list[float] = field(default_factory=list)
+
+    @property
+    def total_width(self) -> float:
+        return float(np.sum(self.upper - self.lower))
+
+    def contains(self, theta: np.ndarray, tol: float = 0.0) -> bool:
+        return bool(np.all(self.lower - tol <= theta) and np.all(theta <= self.upper + tol))
+
+    def as_json(self) -> dict:
+        return {"method": self.method, "horizon": self.horizon, "solver": self.solver,
+                "total_width": self.total_width, "mip_seconds": self.seconds,
+                "windows": [{**{k: v for k, v in asdict(w).items() if k != "solves"},
+                             "solves": [asdict(s) for s in w.solves]} for w in self.windows],
+                "faces": self.faces}
+
+
+def parse_horizon(horizon, n_steps: int) -> int:
+    """``'full'`` -> ``n_steps``; an integer >= 1 (capped at ``n_steps``)."""
+    if isinstance(horizon, str):
+        if horizon.lower() == "full":
+            return n_steps
+        try:
+            horizon = int(horizon)
+        except ValueError:
+            raise InputError(f"horizon {horizon!r}: give a number of steps >= 1 or 'full'") from None
+    if horizon < 1:
+        raise InputError(f"horizon {horizon}: give a number of steps >= 1 or 'full'")
+    return min(int(horizon), n_steps)
+
+
+def has_bilinear(run: TrainingRun, pert: PerturbationConfig) -> bool:
+    """True when the model multiplies two continuous variables: hidden layers (weights times
+    activations, weights times deltas) or poisoned features (weights times features)."""
+    return len(run.layers) > 1 or (pert.kind == "bounded" and pert.eps > 0 and pert.k > 0)
+
+
+def _solver_options(solver: str) -> dict:
+    if solver == "highs":
+        # HiGHS's defaults otherwise: with small_matrix_value = 1e-12 or
+        # mip_feasibility_tolerance = 1e-9, HiGHS 1.16's presolve returned "optimal" maxima
+        # below a feasible point's value on the half-moons SVM (tests/agt_mip check the
+        # boxes against enumeration)
+        return {"mip_rel_gap": MIP_REL_GAP, "mip_abs_gap": MIP_ABS_GAP}
+    if solver == "scip":
+        return {"limits/gap": MIP_REL_GAP, "limits/absgap": MIP_ABS_GAP}
+    if solver == "gurobi":
+        return {"MIPGap": MIP_REL_GAP, "MIPGapAbs": MIP_ABS_GAP, "NonConvex": 2}
+    return {}
+
+
+@dataclass
+class _Job:
+    """One model and a list of objectives: ``(index, sense)`` of a parameter, or
+    ``(direction (P,), 'max')`` of a face."""
+
+    run: TrainingRun
+    pert: PerturbationConfig
+    relaxation: str
+    start: int
+    stop: int
+    boxes: list
+    targets: list
+    solver: str
+    time_limit: float | None
+
+
+def solve_job(job: _Job) -> tuple[list[dict], dict]:
+    """Build the window model once and solve every target on it (a persistent solver).
+    Module-level so that process pools and Dask can run it. Returns per-target results
+    and the model size."""
+    from ..solve import PersistentSolver
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    window = build_window(job.run, job.pert, job.relaxation, job.start, job.stop, job.boxes)
+    size = window.size()
+    theta = window.theta_end
+    out = []
+    try:
+        ps = PersistentSolver(window.model, job.solver, threads=1,
+                              options=_solver_options(job.solver))
+    except SolverError as exc:
+        if "cannot solve quadratic" in str(exc) or "licen" in str(exc).lower():
+            raise
+        return [{"status": "error", "bound": math.nan, "gap": None, "seconds": 0.0,
+                 "note": f"solver failed to load the model: {exc}"} for _ in job.targets], size
+    for target, sense in job.targets:
+        if isinstance(target, (int, np.integer)):
+            item = theta.items[int(target)]
+            if isinstance(item, float):  # a constant parameter: nothing to solve
+                out.append({"status": "constant", "bound": item, "gap": 0.0, "seconds": 0.0,
+                            "note": ""})
+                continue
+            expr = LinearExpression(constant=0.0, linear_coefs=[1.0], linear_vars=[item])
+        else:
+            from ..encode.varray import linear
+            expr = linear([(float(c), v) for c, v in zip(target, theta.items) if c != 0.0])
+        ps.set_objective(expr, sense)
+        try:
+            o = ps.solve(time_limit=job.time_limit)
+        except SolverError as exc:
+            out.append({"status": "error", "bound": math.nan, "gap": None, "seconds": 0.0,
+                        "note": str(exc)})
+            continue
+        out.append({"status": o.status, "bound": float(o.bound), "gap": o.gap,
+                    "seconds": float(o.seconds), "note": o.message})
+    return out, size
+
+
+def _jobs_for(run, pert, relaxation, start, stop, boxes, targets, solver, time_limit,
+              per_job: int) -> list[_Job]:
+    chunks = [targets[i:i + 2 * per_job] for i in range(0, len(targets), 2 * per_job)]
+    return [_Job(run, pert, relaxation.label, start, stop, boxes, c, solver, time_limit)
+            for c in chunks]
+
+
+class _Fanout:
+    """Runs jobs: serially, on ``workers`` local processes (one pool for the whole run, so
+    workers start once), or on a Dask cluster at ``scheduler``."""
+
+    def __init__(self, workers: int | None, scheduler: str | None):
+        self.workers, self.scheduler, self.client, self.pool = workers, scheduler, None, None
+        if workers is not None and workers < 1:
+            raise InputError(f"--workers {workers}: give at least 1")
+        if scheduler:
+            try:
+                from dask.distributed import Client
+            except ImportError:  # pragma: no cover - distributed is a dependency
+                raise InputError("--scheduler needs dask.distributed: pip install distributed") from None
+            try:
+                self.client = Client(scheduler, timeout=30)
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; "
+                                 "start one with `dask scheduler` or drop --scheduler") from None
+        elif (workers or 1) > 1:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
+            from ..solve.fanout import _START_METHOD
+            self.pool = cf.ProcessPoolExecutor(max_workers=workers,
+                                               mp_context=mp.get_context(_START_METHOD))
+
+    def map(self, fn, jobs):
+        if self.client is not None:
+            futures = self.client.map(fn, jobs, pure=False)
+            return self.client.gather(futures)
+        if self.pool is not None and len(jobs) > 1:
+            return list(self.pool.map(fn, jobs))
+        return [fn(j) for j in jobs]
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _intersect(a, b):
+    return np.maximum(a[0], b[0]), np.minimum(a[1], b[1])
+
+
+def _prove_box(run, pert, relaxation, start, stop, boxes, solver, time_limit, fanout,
+               per_job, names) -> tuple[tuple[np.ndarray, np.ndarray], WindowRecord]:
+    """Min and max of every parameter after step ``stop - 1`` on the model of steps
+    ``start .. stop - 1``; the result intersected with ``boxes[stop]``."""
+    t0 = time.perf_counter()
+    P = run.n_params
+    ilo, ihi = boxes[stop]
+    targets = [(j, s) for j in range(P) for s in ("min", "max")]
+    jobs = _jobs_for(run, pert, relaxation, start, stop, boxes, targets, solver, time_limit,
+                     per_job)
+    results = fanout.map(solve_job, jobs)
+    flat = [r for res, _ in results for r in res]
+    size = results[0][1] if results else {}
+    lo, hi = ilo.copy(), ihi.copy()
+    record = WindowRecord(start=start, stop=stop, seconds=0.0, size=size, width=0.0)
+    for (j, sense), r in zip(targets, flat):
+        ib = float(ilo[j] if sense == "min" else ihi[j])
+        bound, note = r["bound"], r["note"]
+        ok = r["status"] in ("optimal", "time_limit", "interrupted", "constant") \
+            and not math.isnan(bound)
+        if r["status"] == "infeasible":
+            raise SolverError(f"the model of steps {start}..{stop - 1} is infeasible, but the "
+                              "nominal run is a feasible point: this is a bug, please report it")
+        if not ok:
+            note = f"fell back to the interval bound ({r['status']}{': ' + note if note else ''})"
+            log.warning("step %d %s %s: %s", stop, names[j], sense, note)
+            bound = ib
+        used = max(bound, ib) if sense == "min" else min(bound, ib)
+        if sense == "min":
+            lo[j] = used
+        else:
+            hi[j] = used
+        record.solves.append(SolveRecord(step=stop, target=names[j], sense=sense,
+                                         status=r["status"], bound=bound, interval_bound=ib,
+                                         used=used, gap=r["gap"], seconds=r["seconds"],
+                                         note=note))
+    if np.any(lo > hi):
+        bad = int(np.flatnonzero(lo > hi)[0])
+        raise SolverError(f"proved bounds cross for {names[bad]} at step {stop} "
+                          f"({lo[bad]} > {hi[bad]}): numerical trouble; report this bug")
+    record.seconds = time.perf_counter() - t0
+    record.width = float(np.sum(hi - lo))
+    return (lo, hi), record
+
+
+#: how far outside a proved box the nominal run may lie before the box is called unsound
+SENTINEL_TOL = 1e-6
+
+
+def _sentinel(box, theta, interval_box, record: WindowRecord, names):
+    """The nominal run is a feasible point of every model: a proved box that excludes it
+    (beyond solver tolerances) exposes a wrong solver answer. Such coordinates fall back
+    to the interval box, and the record says so."""
+    lo, hi = box
+    tol = SENTINEL_TOL * (1.0 + np.abs(theta))
+    bad = np.flatnonzero((theta < lo - tol) | (theta > hi + tol))
+    if bad.size == 0:
+        return box
+    lo, hi = lo.copy(), hi.copy()
+    for j in bad:
+        log.error("step %d: the proved bounds of %s exclude the nominal run (%.10g not in "
+                  "[%.10g, %.10g]): the solver's answer is wrong; using the interval bounds",
+                  record.stop, names[j], theta[j], lo[j], hi[j])
+        lo[j], hi[j] = interval_box[0][j], interval_box[1][j]
+        for s in record.solves:
+            if s.target == names[j]:
+                s.note = "solver answer excluded the nominal run: interval bound used"
+                s.used = s.interval_bound
+    return lo, hi
+
+
+def _retighten(run, pert, boxes, t, box, device):
+    """Replace ``boxes[t]`` by ``box`` and intersect the later boxes with interval AGT
+    restarted from it (progressive tightening)."""
+    boxes[t] = box
+    if t < len(run.batches):
+        fresh = interval_boxes(run, pert, device, start=t, lower=box[0], upper=box[1])
+        for s, b in enumerate(fresh[1:], start=t + 1):
+            boxes[s] = _intersect(boxes[s], b)
+
+
+def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
+            horizon="full", solver: str | None = None, time_limit: float | None = None,
+            workers: int | None = None, scheduler: str | None = None, faces: int = 0,
+            device: str = "cpu", tighten: bool = True, params_per_job: int = 4,
+            progress=None, face_dirs: np.ndarray | None = None) -> MIPResult:
+    """Bound every parameter reachable by the run under ``pert`` (module docstring).
+
+    ``method``: lp | qcp | milp | miqcp; ``horizon``: steps per window or 'full';
+    ``time_limit``: seconds per solve; ``faces``: extra polytope directions at the end
+    (:mod:`.polytope`; ``face_dirs`` ``(faces, P)`` chooses them); ``progress(message)``:
+    called after every proved box; ``tighten``: progressive tightening inside windows.
+    """
+    if method not in METHODS or method == "ibp":
+        raise InputError(f"unknown optimisation method {method!r}: choose lp, qcp, milp or miqcp")
+    relaxation = Relaxation.parse(method)
+    solver = (solver or DEFAULT_SOLVER[method]).lower()
+    if time_limit is not None and time_limit <= 0:
+        raise InputError(f"time limit {time_limit}: give a positive number of seconds")
+    if params_per_job < 1:
+        raise InputError("params_per_job must be >= 1")
+    from ..solve import backend_class
+    backend_class(solver)  # a missing solver fails here, before any work
+    if solver == "highs" and relaxation.exact_products and has_bilinear(run, pert):
+        raise InputError(f"{method} keeps the products of weights and activations as quadratic "
+                         "constraints, which HiGHS cannot solve: use --solver scip (or gurobi), "
+                         f"or the McCormick method {'milp' if relaxation.integral else 'lp'}")
+    T = len(run.batches)
+    H = parse_horizon(horizon, T)
+    t0 = time.perf_counter()
+    boxes = interval_boxes(run, pert, device)
+    names = run.param_names
+    nominal = run.train_trajectory()
+    fanout = _Fanout(workers, scheduler)
+    records: list[WindowRecord] = []
+    widths = []
+    try:
+        for start in range(0, T, H):
+            stop = min(start + H, T)
+            ends = range(start + 1, stop + 1) if tighten else [stop]
+            for t in ends:
+                box, rec = _prove_box(run, pert, relaxation, start, t, boxes, solver,
+                                      time_limit, fanout, params_per_job, names)
+                box = _sentinel(box, nominal[t], boxes[t], rec, names)
+                _retighten(run, pert, boxes, t, box, device)
+                if t == stop:
+                    records.append(rec)
+                    widths.append(rec.width)
+                if progress is not None:
+                    progress(f"{method} H={H}: step {t}/{T} proved (window {start}..{stop - 1}),"
+                             f" width {rec.width:.6g}, {rec.seconds:.1f} s")
+        result = MIPResult(method=method, horizon=H, lower=boxes[T][0], upper=boxes[T][1],
+                           seconds=0.0, windows=records, boxes=boxes, solver=solver,
+                           widths=widths)
+        if faces:
+            from .polytope import face_bounds
+            result.faces = face_bounds(run, pert, relaxation, boxes, H, faces, solver,
+                                       time_limit, fanout, face_dirs)
+    finally:
+        fanout.close()
+    result.seconds = time.perf_counter() - t0
+    return result

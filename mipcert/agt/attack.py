@@ -176,15 +176,22 @@ def attack_descs(run: TrainingRun, pert: PerturbationConfig, rounds: int = 2) ->
         log.info("linearised attacks skipped: %d parameters > %d", run.n_params,
                  MAX_ATTACK_PARAMS)
         return []
+    import torch
+
     U = used_samples(run)
     out, seen = [], set()
-    for j in range(run.n_params):
-        for s in (1.0, -1.0):
-            desc = {"nominal": True}
-            for _ in range(rounds):
-                desc = _attack_one(run, pert, desc, j, s, U)
-                if desc is None or repr(desc) in seen:
-                    break
-                seen.add(repr(desc))
-                out.append(desc)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: a thread team costs 10-40x more than the work
+    try:
+        for j in range(run.n_params):
+            for s in (1.0, -1.0):
+                desc = {"nominal": True}
+                for _ in range(rounds):
+                    desc = _attack_one(run, pert, desc, j, s, U)
+                    if desc is None or repr(desc) in seen:
+                        break
+                    seen.add(repr(desc))
+                    out.append(desc)
+    finally:
+        torch.set_num_threads(threads)
     return out

@@ -175,11 +175,11 @@ def enumerate_hull(run: TrainingRun, pert: PerturbationConfig, max_runs: int = 2
     """The exact reachable hull of a discrete perturbation model (label flips, removals,
     ``bounded`` with flips only): train on every subset of size ``0..k`` of the samples
     that appear in some batch, with every label a flip may give, nominal run included."""
-    check_perturbation(run, pert)
     if not _is_discrete(pert):
         raise InputError(f"kind = {pert.kind!r} with eps = {pert.eps}, nu = {pert.nu} is "
                          "continuous and cannot be enumerated: use sampled_hull for an inner "
                          "bound")
+    check_perturbation(run, pert)
     count = enumeration_count(run, pert)
     if count > max_runs:
         raise InputError(f"exact enumeration needs {count} training runs (k = {pert.k}) but "

@@ -13,6 +13,8 @@ samples by the first-order gain of their best admissible change, changes the ``k
 * label_flip / removal: the flips / removals with the largest positive linearised gain,
 
 and repeats the step at the perturbed data (``rounds`` times, keeping every round). The
+greedy variant changes one sample at a time, *training* every candidate (the linearised
+best change of each sample not yet changed) and keeping the truly best, ``k`` times. The
 attacks are heuristics: what they reach is reached (replayed in float64), nothing more.
 """
 from __future__ import annotations
@@ -112,8 +114,10 @@ def _gradients(run, desc, j):
 
 def _best_labels(run, pert, s, y, gt):
     """Per sample: the admissible label with the largest linearised gain of
-    ``s theta_T[j]`` and that gain (the label itself and 0 when none helps)."""
+    ``s theta_T[j]`` and that gain (the label itself and 0 when none helps; for
+    ``label_flip`` always a changed label, its gain possibly negative)."""
     space, C = label_space(run)
+    must = pert.kind == "label_flip"
     if pert.kind == "substitution":
         if space == "value":  # real targets: the end of their range
             new = np.where(s * gt > 0, run.y.max(), run.y.min())
@@ -123,6 +127,8 @@ def _best_labels(run, pert, s, y, gt):
         if space != "classes":
             flipped = -y if space == "pm1" else 1.0 - y
             g = s * gt * (flipped - y)
+            if must:  # label_flip: a changed sample is flipped, whatever the gain
+                return flipped, g
             return np.where(g > 0, flipped, y), np.maximum(g, 0.0)
         options = None
     elif pert.nu > 0:
@@ -132,44 +138,93 @@ def _best_labels(run, pert, s, y, gt):
     if space == "classes":  # gt: (n, C) gradient w.r.t. the one-hot target
         cur = gt[np.arange(len(y)), y.astype(int)]
         g = s * (gt - cur[:, None])
+        if must:
+            g[np.arange(len(y)), y.astype(int)] = -np.inf
         best = g.argmax(axis=1)
-        return best.astype(np.float64), np.maximum(g[np.arange(len(y)), best], 0.0)
+        gain = g[np.arange(len(y)), best]
+        return best.astype(np.float64), gain if must else np.maximum(gain, 0.0)
     g = np.stack([s * gt * (o - y) for o in options], axis=1)
     best = g.argmax(axis=1)
     return np.asarray(options)[best], np.maximum(g[np.arange(len(y)), best], 0.0)
 
 
-def _attack_one(run, pert, desc, j, s, U):
-    """One linearised step for ``s theta_T[j]`` at the data ``desc``; a new description
-    (None when no admissible change has a positive first-order gain)."""
+def _proposals(run, pert, desc, j, s, U):
+    """Per sample of ``U``: its best admissible change by the linearisation of
+    ``s theta_T[j]`` at the data ``desc`` describes, and the first-order gain of it:
+    ``(gain (|U|,), new_x (|U|, d) or None, new_labels (|U|,) or None)``."""
     gx, gt, gw = _gradients(run, desc, j)
     X0, y0 = run.X[U], run.y[U]
     if pert.kind == "removal":
-        gain = -s * gw[U]
-    else:
-        new_y, gain = _best_labels(run, pert, s, y0, gt[U])
-        if pert.kind == "substitution":
-            lo, hi = run.X.min(axis=0), run.X.max(axis=0)
-            new_x = np.where(s * gx[U] > 0, hi, lo)
-            gain = gain + np.sum(s * gx[U] * (new_x - X0), axis=1)
-        elif pert.eps > 0:
-            new_x = X0 + pert.eps * np.where(s * gx[U] >= 0, 1.0, -1.0)
-            gain = gain + pert.eps * np.abs(gx[U]).sum(axis=1)
-    order = [r for r in np.argsort(-gain, kind="stable")[:pert.k] if gain[r] > 0]
-    if not order:
-        return None
-    order = sorted(order, key=lambda r: U[r])
-    d = {"kind": pert.kind, "samples": [int(U[r]) for r in order]}
+        return -s * gw[U], None, None
+    new_y, gain = _best_labels(run, pert, s, y0, gt[U])
+    new_x = None
+    if pert.kind == "substitution":
+        lo, hi = run.X.min(axis=0), run.X.max(axis=0)
+        new_x = np.where(s * gx[U] > 0, hi, lo)
+        gain = gain + np.sum(s * gx[U] * (new_x - X0), axis=1)
+    elif pert.eps > 0:
+        new_x = X0 + pert.eps * np.where(s * gx[U] >= 0, 1.0, -1.0)
+        gain = gain + pert.eps * np.abs(gx[U]).sum(axis=1)
+    return gain, new_x, new_y
+
+
+def _with(desc: dict, pert, U, rows, props) -> dict:
+    """``desc`` (possibly nominal) with the proposed changes of ``U[rows]`` added."""
+    _, new_x, new_y = props
+    out = {"kind": pert.kind, "samples": list(desc.get("samples", []))}
+    out["samples"] += [int(U[r]) for r in rows]
     if pert.kind != "removal":
-        d["labels"] = [float(new_y[r]) for r in order]
-        if pert.kind == "substitution" or pert.eps > 0:
-            d["x"] = [new_x[r].tolist() for r in order]
-    return d
+        out["labels"] = list(desc.get("labels", [])) + [float(new_y[r]) for r in rows]
+        if new_x is not None:
+            out["x"] = list(desc.get("x", [])) + [new_x[r].tolist() for r in rows]
+    return out
 
 
-def attack_descs(run: TrainingRun, pert: PerturbationConfig, rounds: int = 2) -> list[dict]:
-    """Up to ``2 P rounds`` attack data sets (see the module docstring); empty for zero
-    perturbations and for models with more than :data:`MAX_ATTACK_PARAMS` parameters."""
+def _linearised(run, pert, j, s, U, rounds, seen, out):
+    """Change the ``k`` samples of largest positive first-order gain; repeat at the result."""
+    desc = {"nominal": True}
+    for _ in range(rounds):
+        props = _proposals(run, pert, desc, j, s, U)
+        rows = [r for r in np.argsort(-props[0], kind="stable")[:pert.k] if props[0][r] > 0]
+        if not rows:
+            return
+        desc = _with({}, pert, U, sorted(rows, key=lambda r: U[r]), props)
+        if repr(desc) in seen:
+            return
+        seen.add(repr(desc))
+        out.append(desc)
+
+
+def _greedy(run, pert, j, s, U, evaluate, n_corners=64):
+    """Add one sample at a time: every not-yet-changed sample with its linearised best
+    change is *trained* (``evaluate``), the best true gain of ``s theta_T[j]`` is kept."""
+    desc, best = {"nominal": True}, s * run.train()[j]
+    for _ in range(pert.k):
+        props = _proposals(run, pert, desc, j, s, U)
+        taken = set(desc.get("samples", []))
+        rows = [r for r in range(len(U)) if int(U[r]) not in taken]
+        if not rows:
+            return
+        cands = [_with(desc, pert, U, [r], props) for r in rows]
+        vals = s * evaluate(cands)[:, j]
+        r = int(np.argmax(vals))
+        if vals[r] <= best:
+            break
+        desc, best = cands[r], vals[r]
+    if pert.kind == "bounded" and pert.eps > 0 and "x" in desc and n_corners > 0:
+        # the linearisation misses activation changes: try random corners of the same samples
+        rng = np.random.default_rng(2 * j + (s > 0))
+        idx = np.asarray(desc["samples"])
+        signs = rng.choice((-1.0, 1.0), size=(n_corners,) + run.X[idx].shape)
+        evaluate([dict(desc, x=(run.X[idx] + pert.eps * sg).tolist()) for sg in signs])
+
+
+def attack_descs(run: TrainingRun, pert: PerturbationConfig, rounds: int = 2,
+                 evaluate=None, max_greedy_runs: int = 100_000) -> list[dict]:
+    """Linearised attacks (up to ``2 P rounds`` data sets, returned) and, when
+    ``evaluate(descs) -> (R, P) thetas`` is given and ``2 P k |U| <= max_greedy_runs``,
+    greedy attacks whose every candidate goes through ``evaluate`` (the caller keeps them).
+    Nothing for zero perturbations or more than :data:`MAX_ATTACK_PARAMS` parameters."""
     if pert.is_zero:
         return []
     if run.n_params > MAX_ATTACK_PARAMS:
@@ -179,19 +234,16 @@ def attack_descs(run: TrainingRun, pert: PerturbationConfig, rounds: int = 2) ->
     import torch
 
     U = used_samples(run)
+    greedy = evaluate is not None and 2 * run.n_params * pert.k * len(U) <= max_greedy_runs
     out, seen = [], set()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: a thread team costs 10-40x more than the work
     try:
         for j in range(run.n_params):
             for s in (1.0, -1.0):
-                desc = {"nominal": True}
-                for _ in range(rounds):
-                    desc = _attack_one(run, pert, desc, j, s, U)
-                    if desc is None or repr(desc) in seen:
-                        break
-                    seen.add(repr(desc))
-                    out.append(desc)
+                _linearised(run, pert, j, s, U, rounds, seen, out)
+                if greedy:
+                    _greedy(run, pert, j, s, U, evaluate)
     finally:
         torch.set_num_threads(threads)
     return out

@@ -250,7 +250,8 @@ def sampled_hull(run: TrainingRun, pert: PerturbationConfig, n_samples: int, see
                  attack: bool = True) -> Hull:
     """An inner bound of the reachable hull (``exact = False`` unless the perturbation is
     zero): the nominal run, ``n_samples`` random perturbations (:func:`random_descs`) and,
-    with ``attack``, two linearised attacks per parameter (:func:`.attack.attack_descs`)."""
+    with ``attack``, linearised and greedy attacks for each parameter and direction
+    (:func:`.attack.attack_descs`)."""
     check_perturbation(run, pert)
     if n_samples < 0:
         raise InputError(f"n_samples = {n_samples} must be >= 0")
@@ -263,7 +264,14 @@ def sampled_hull(run: TrainingRun, pert: PerturbationConfig, n_samples: int, see
         _run_chunks(run, random_descs(run, pert, n_samples, rng), kind, acc, total=n_samples)
         if attack:
             from .attack import attack_descs
-            descs = attack_descs(run, pert)
+
+            def evaluate(descs):
+                X, Y, Wt = stack(run, descs, kind)
+                thetas = train_many(run, X=X, Y=Y, Wt=Wt)
+                acc.add(thetas, descs)
+                return thetas
+
+            descs = attack_descs(run, pert, evaluate=evaluate)
             if descs:
                 _run_chunks(run, iter(descs), kind, acc)
     return acc.hull(run, pert, t0, exact=pert.is_zero)

@@ -148,6 +148,16 @@ def test_attacks_reach_at_least_the_random_samples_on_bounded_svm():
     assert np.all(attacked.lower <= plain.lower) and np.all(plain.upper <= attacked.upper)
 
 
+def test_greedy_attacks_find_the_exact_single_flip_hull():
+    """With k = 1 the greedy attack trains every single flip for every direction."""
+    run, pert = tiny("hinge", "label_flip", 1, hidden=(3,), batch_size=8, epochs=3)
+    exact = enumerate_hull(run, pert)
+    attacked = sampled_hull(run, pert, n_samples=0)
+    np.testing.assert_array_equal(attacked.lower, exact.lower)
+    np.testing.assert_array_equal(attacked.upper, exact.upper)
+    assert not attacked.exact
+
+
 def test_train_many_and_unrolled_torch_equal_the_reference():
     rng = np.random.default_rng(0)
     for loss, clip in (("hinge", None), ("cross_entropy", 0.3), ("squared", None)):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -133,8 +132,7 @@ def _run_chunks(run: TrainingRun, descs_iter, kind: str, acc: _Accumulator,
         done += len(chunk)
         if time.perf_counter() - last > 2.0:
             last = time.perf_counter()
-            print(f"  hull: {done}" + (f" / {total}" if total else "") + " runs",
-                  file=sys.stderr)
+            log.info("hull: %d%s runs", done, f" / {total}" if total else "")
 
 
 def enumeration_count(run: TrainingRun, pert: PerturbationConfig) -> int:

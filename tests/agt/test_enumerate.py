@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mipcert.agt import PerturbationConfig, interval_agt, load_instance
+from mipcert.agt import PerturbationConfig, certify_instance, interval_agt, load_instance
 from mipcert.agt.attack import _tensors, unrolled_train
 from mipcert.agt.batched import train_many
 from mipcert.agt.data import load_dataset
@@ -231,3 +231,19 @@ def test_zero_perturbation_is_the_nominal_run():
         np.testing.assert_array_equal(hull.lower, run.train())
     doc = enumerate_hull(run, replace(PerturbationConfig("label_flip", 1))).as_json()
     assert doc["exact"] and len(doc["lower"]) == run.n_params and doc["argmin"][0]
+
+
+def test_issue9_instances_exact_mlp_and_sampled_poisoned_svm():
+    o = certify_instance(ROOT / "instances/agt_moons_mlp_small.toml")
+    assert len(o.run.y) <= 32 and len(o.run.batches) <= 4
+    assert o.certificates["nominal_accuracy"] > 0.8
+    hull = enumerate_hull(o.run, o.instance.perturbation)
+    assert hull.exact and hull.n_runs == len(o.run.y) + 1
+    assert np.all(o.result.lower <= hull.lower) and np.all(hull.upper <= o.result.upper)
+
+    o = certify_instance(ROOT / "instances/agt_svm_poison.toml")
+    with pytest.raises(InputError, match="sampled_hull"):
+        enumerate_hull(o.run, o.instance.perturbation)
+    hull = sampled_hull(o.run, o.instance.perturbation, n_samples=300, attack=False)
+    assert not hull.exact and hull.total_width > 0
+    assert np.all(o.result.lower <= hull.lower) and np.all(hull.upper <= o.result.upper)

@@ -85,8 +85,8 @@ def test_enumerate_hull_equals_brute_force(loss, kind, k, hidden, clip, batch_si
     hull = enumerate_hull(run, pert)
     thetas = brute_force(run, kind, k, run.n_classes)
     assert hull.exact and hull.n_runs == len(thetas) == enumeration_count(run, pert)
-    np.testing.assert_allclose(hull.lower, thetas.min(0), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(hull.upper, thetas.max(0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hull.lower, thetas.min(0), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(hull.upper, thetas.max(0), rtol=1e-13, atol=1e-15)
     assert hull.contains(run.train())
     for j in range(run.n_params):  # each bound is what the named data set gives
         assert replay(run, hull.argmin[j])[j] == hull.lower[j]
@@ -187,8 +187,8 @@ def test_moons_svm_single_flips_match_a_loop_of_reference_runs():
         thetas.append(run.train(y=y))
     thetas = np.array(thetas)
     assert hull.n_runs == 129
-    np.testing.assert_array_equal(hull.lower, thetas.min(0))
-    np.testing.assert_array_equal(hull.upper, thetas.max(0))
+    np.testing.assert_allclose(hull.lower, thetas.min(0), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(hull.upper, thetas.max(0), rtol=1e-13, atol=1e-15)
 
 
 def test_attains():

@@ -245,11 +245,13 @@ def _random_labels(run, space, C, m, rng):
 
 
 def sampled_hull(run: TrainingRun, pert: PerturbationConfig, n_samples: int, seed: int = 0,
-                 attack: bool = True) -> Hull:
+                 attack: bool = True, local_steps: int = 5) -> Hull:
     """An inner bound of the reachable hull (``exact = False`` unless the perturbation is
     zero): the nominal run, ``n_samples`` random perturbations (:func:`random_descs`) and,
     with ``attack``, linearised and greedy attacks for each parameter and direction
-    (:func:`.attack.attack_descs`)."""
+    (:func:`.attack.attack_descs`), then up to ``local_steps`` hill-climbing moves from the
+    best data set per parameter and direction (:func:`.localsearch.hill_climb`). Attacks
+    and hill climbing are skipped above :data:`.attack.MAX_ATTACK_PARAMS` parameters."""
     check_perturbation(run, pert)
     if n_samples < 0:
         raise InputError(f"n_samples = {n_samples} must be >= 0")
@@ -261,7 +263,8 @@ def sampled_hull(run: TrainingRun, pert: PerturbationConfig, n_samples: int, see
         kind = pert.kind
         _run_chunks(run, random_descs(run, pert, n_samples, rng), kind, acc, total=n_samples)
         if attack:
-            from .attack import attack_descs
+            from .attack import MAX_ATTACK_PARAMS, attack_descs
+            from .localsearch import hill_climb
 
             def evaluate(descs):
                 X, Y, Wt = stack(run, descs, kind)
@@ -272,6 +275,12 @@ def sampled_hull(run: TrainingRun, pert: PerturbationConfig, n_samples: int, see
             descs = attack_descs(run, pert, evaluate=evaluate)
             if descs:
                 _run_chunks(run, iter(descs), kind, acc)
+            if local_steps > 0 and run.n_params <= MAX_ATTACK_PARAMS:
+                for j in range(run.n_params):
+                    for sign, start, value in ((1.0, acc.argmax, acc.upper),
+                                               (-1.0, acc.argmin, acc.lower)):
+                        hill_climb(run, pert, start[j], j, sign, sign * value[j], evaluate,
+                                   rng, local_steps)
     return acc.hull(run, pert, t0, exact=pert.is_zero)
 
 

@@ -247,3 +247,33 @@ def test_issue9_instances_exact_mlp_and_sampled_poisoned_svm():
     hull = sampled_hull(o.run, o.instance.perturbation, n_samples=300, attack=False)
     assert not hull.exact and hull.total_width > 0
     assert np.all(o.result.lower <= hull.lower) and np.all(hull.upper <= o.result.upper)
+
+
+@pytest.mark.parametrize("pert,clip", [
+    (PerturbationConfig("bounded", 2, eps=0.1, flips=True), None),
+    (PerturbationConfig("substitution", 2), 0.3),
+    (PerturbationConfig("removal", 2), None),
+])
+def test_every_searched_data_set_is_admissible(pert, clip):
+    """Random, attack and hill-climbing data sets all respect k, eps and the label rules."""
+    from mipcert.agt.attack import attack_descs
+    from mipcert.agt.enumerate import random_descs
+    from mipcert.agt.localsearch import neighbours
+
+    run, _ = tiny("cross_entropy", "none", hidden=(3,), clip=clip, batch_size=8, epochs=2)
+    rng = np.random.default_rng(0)
+    descs = list(random_descs(run, pert, 30, rng)) + attack_descs(run, pert)
+    descs += [n for d in descs[:10] for n in neighbours(run, pert, d, rng)]
+    lo, hi = run.X.min(0), run.X.max(0)
+    for d in descs:
+        idx = d["samples"]
+        assert len(set(idx)) == len(idx) <= pert.k
+        if pert.kind == "removal":
+            continue
+        y = np.asarray(d["labels"])
+        assert np.all(np.isin(y, range(run.n_classes)))
+        if pert.kind == "bounded":
+            assert np.all(np.abs(np.asarray(d["x"]) - run.X[idx]) <= pert.eps * (1 + 1e-12))
+        else:
+            x = np.asarray(d["x"])
+            assert np.all((lo <= x) & (x <= hi))

@@ -93,8 +93,7 @@ class _Accumulator:
         """Replay the attaining data sets through the reference run; report those values."""
         cache: dict[str, np.ndarray] = {}
         diff = 0.0
-        for side, bound, descs in (("lo", self.lower, self.argmin),
-                                   ("hi", self.upper, self.argmax)):
+        for bound, descs in ((self.lower, self.argmin), (self.upper, self.argmax)):
             for j, d in enumerate(descs):
                 key = repr(d)
                 if key not in cache:

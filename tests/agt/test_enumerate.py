@@ -3,7 +3,6 @@ AGT's soundness against it (every attacked run must lie in the certified box).""
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -229,7 +228,7 @@ def test_zero_perturbation_is_the_nominal_run():
                  sampled_hull(run, PerturbationConfig("none"), 10)):
         assert hull.exact and hull.total_width == 0.0
         np.testing.assert_array_equal(hull.lower, run.train())
-    doc = enumerate_hull(run, replace(PerturbationConfig("label_flip", 1))).as_json()
+    doc = enumerate_hull(run, PerturbationConfig("label_flip", 1)).as_json()
     assert doc["exact"] and len(doc["lower"]) == run.n_params and doc["argmin"][0]
 
 

@@ -126,7 +126,7 @@ SAMPLED = [
 
 @pytest.mark.parametrize("loss,pert,clip", SAMPLED, ids=lambda v: getattr(v, "kind", v))
 def test_sampled_runs_lie_in_the_interval_agt_box(loss, pert, clip):
-    run, _ = tiny(loss, "none", hidden=(3,), clip=clip, batch_size=8, epochs=3)
+    run, _ = tiny(loss, "none", hidden=(2,), clip=clip, batch_size=8, epochs=3)
     hull = sampled_hull(run, pert, n_samples=150, seed=1)
     box = interval_agt(run, pert)
     assert not hull.exact and hull.n_runs > 150

@@ -59,7 +59,13 @@ class Hull:
         return float(np.sum(self.upper - self.lower))
 
     def contains(self, theta: np.ndarray, tol: float = 0.0) -> bool:
+        """Whether ``theta`` ``(P,)`` lies in the hull (widened by ``tol``)."""
         return bool(np.all(self.lower - tol <= theta) and np.all(theta <= self.upper + tol))
+
+    def within(self, lower: np.ndarray, upper: np.ndarray, tol: float = 0.0) -> np.ndarray:
+        """Per parameter, whether the hull lies inside the box ``[lower - tol, upper + tol]``:
+        a certified box must give all True (a False is a run it wrongly excludes)."""
+        return (np.asarray(lower) - tol <= self.lower) & (self.upper <= np.asarray(upper) + tol)
 
     def as_json(self) -> dict:
         return {"lower": self.lower.tolist(), "upper": self.upper.tolist(),

@@ -131,7 +131,7 @@ def test_sampled_runs_lie_in_the_interval_agt_box(loss, pert, clip):
     box = interval_agt(run, pert)
     assert not hull.exact and hull.n_runs > 150
     assert hull.total_width > 0
-    assert np.all(box.lower <= hull.lower) and np.all(hull.upper <= box.upper)
+    assert hull.within(box.lower, box.upper).all()
     assert hull.contains(run.train())
     if pert.kind in ("label_flip", "removal"):  # an inner bound of the exact hull
         exact = enumerate_hull(run, pert)
@@ -199,6 +199,10 @@ def test_attains():
     assert not lo.any() and hi.all()
     with pytest.raises(InputError, match="do not match"):
         attains(hull, hull.lower[:2], hull.upper)
+    assert hull.within(hull.lower, hull.upper).all()
+    inner = hull.upper.copy()
+    inner[0] = hull.lower[0]
+    assert not hull.within(hull.lower, inner)[0] or hull.upper[0] == hull.lower[0]
 
 
 def test_bad_input_is_refused_with_the_fix():

@@ -93,6 +93,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
         json.dump(doc, f, indent=1)
+    os.chmod(f.name, 0o644)
     os.replace(f.name, out)
     print(f"wrote {out}")
 

@@ -7,7 +7,10 @@ Sound-answer rules, stated once:
    the safety margin; at a time limit still the dual bound), never an incumbent. A solve
    that fails or proves nothing gives the interval AGT bound instead, and the record says so.
 2. Every box is intersected with the interval AGT box of the same step, so a method never
-   reports anything looser than IBP.
+   reports anything looser than IBP. Every proved box is checked against known reachable
+   points (the nominal run and a few replayed random perturbed runs): a bound that excludes
+   one is a wrong solver answer (seen with HiGHS and SCIP presolve on these models), and
+   the previous valid bound is kept instead.
 3. A window ``[s, e)`` starts from the box proved at step ``s`` (for ``s = 0`` the point
    ``theta_0``) and gets the whole budget ``k``: a sound relaxation of one budget over the
    run, exact for the full horizon.
@@ -133,7 +136,11 @@ def _solver_options(solver: str) -> dict:
         # boxes against enumeration)
         return {"mip_rel_gap": MIP_REL_GAP, "mip_abs_gap": MIP_ABS_GAP}
     if solver == "scip":
-        return {"limits/gap": MIP_REL_GAP, "limits/absgap": MIP_ABS_GAP}
+        # SCIP 10's presolve returned a wrong "optimal" minimum on a 2-step hinge MLP MIQCP
+        # (0.16 where a feasible point, checked row by row, has 0.041;
+        # tests/agt_mip/test_hull_ladder.py); without presolve it is right
+        return {"limits/gap": MIP_REL_GAP, "limits/absgap": MIP_ABS_GAP,
+                "presolving/maxrounds": 0}
     if solver == "gurobi":
         return {"MIPGap": MIP_REL_GAP, "MIPGapAbs": MIP_ABS_GAP, "NonConvex": 2}
     return {}
@@ -294,28 +301,48 @@ def _prove_box(run, pert, relaxation, start, stop, boxes, solver, time_limit, fa
     return (lo, hi), record
 
 
-#: how far outside a proved box the nominal run may lie before the box is called unsound
+#: how far outside a proved box a known reachable point may lie (solver tolerances)
 SENTINEL_TOL = 1e-6
+#: random admissible perturbed runs replayed to check every proved box
+SENTINEL_RUNS = 16
 
 
-def _sentinel(box, theta, interval_box, record: WindowRecord, names):
-    """The nominal run is a feasible point of every model: a proved box that excludes it
-    (beyond solver tolerances) exposes a wrong solver answer. Such coordinates fall back
-    to the interval box, and the record says so."""
+def reachable_trajectories(run: TrainingRun, pert: PerturbationConfig, n: int,
+                           seed: int = 0) -> np.ndarray:
+    """``(1 + n, T + 1, P)``: the nominal trajectory and ``n`` random admissible perturbed
+    ones (:func:`mipcert.agt.enumerate.random_descs`), replayed by the numpy reference."""
+    from ..network import training as ref
+    from .enumerate import random_descs
+    from .perturb import perturbed_data
+    out = [run.train_trajectory()]
+    if not pert.is_zero and n > 0:
+        for desc in random_descs(run, pert, n, np.random.default_rng(seed)):
+            X, y, batches = perturbed_data(run, desc)
+            out.append(ref.train(run.theta0, run.layers, X, y, batches, run.lrs, run.loss,
+                                 run.clip, trajectory=True))
+    return np.stack(out)
+
+
+def _sentinel(box, points, interval_box, record: WindowRecord, names):
+    """Known reachable parameter vectors (``(R, P)``: the nominal run and sampled perturbed
+    runs) are feasible points of every model: a proved box that excludes one (beyond solver
+    tolerances) exposes a wrong solver answer. Such coordinates fall back to the previous
+    valid box of the step, and the record says so."""
     lo, hi = box
-    tol = SENTINEL_TOL * (1.0 + np.abs(theta))
-    bad = np.flatnonzero((theta < lo - tol) | (theta > hi + tol))
+    pmin, pmax = points.min(axis=0), points.max(axis=0)
+    tol = SENTINEL_TOL * (1.0 + np.maximum(np.abs(pmin), np.abs(pmax)))
+    bad = np.flatnonzero((pmin < lo - tol) | (pmax > hi + tol))
     if bad.size == 0:
         return box
     lo, hi = lo.copy(), hi.copy()
     for j in bad:
-        log.error("step %d: the proved bounds of %s exclude the nominal run (%.10g not in "
-                  "[%.10g, %.10g]): the solver's answer is wrong; using the interval bounds",
-                  record.stop, names[j], theta[j], lo[j], hi[j])
+        log.error("step %d: the proved bounds [%.10g, %.10g] of %s exclude a reachable value "
+                  "(%.10g .. %.10g): the solver's answer is wrong; using the previous bounds",
+                  record.stop, lo[j], hi[j], names[j], pmin[j], pmax[j])
         lo[j], hi[j] = interval_box[0][j], interval_box[1][j]
         for s in record.solves:
             if s.target == names[j]:
-                s.note = "solver answer excluded the nominal run: interval bound used"
+                s.note = "refuted: the solver's bound excluded a reachable run; previous bound used"
                 s.used = s.interval_bound
     return lo, hi
 
@@ -356,12 +383,15 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
         raise InputError(f"{method} keeps the products of weights and activations as quadratic "
                          "constraints, which HiGHS cannot solve: use --solver scip (or gurobi), "
                          f"or the McCormick method {'milp' if relaxation.integral else 'lp'}")
+    if pert.flips and not pert.is_zero:
+        from .perturb import flipped_labels
+        flipped_labels(run, run.y[0])  # label flips need classification labels
     T = len(run.batches)
     H = parse_horizon(horizon, T)
     t0 = time.perf_counter()
     boxes = interval_boxes(run, pert, device)
     names = run.param_names
-    nominal = run.train_trajectory()
+    known = reachable_trajectories(run, pert, SENTINEL_RUNS)
     fanout = _Fanout(workers, scheduler)
     records: list[WindowRecord] = []
     widths = []
@@ -372,7 +402,7 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
             for t in ends:
                 box, rec = _prove_box(run, pert, relaxation, start, t, boxes, solver,
                                       time_limit, fanout, params_per_job, names)
-                box = _sentinel(box, nominal[t], boxes[t], rec, names)
+                box = _sentinel(box, known[:, t], boxes[t], rec, names)
                 _retighten(run, pert, boxes, t, box, device)
                 if t == stop:
                     records.append(rec)

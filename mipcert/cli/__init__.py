@@ -12,7 +12,7 @@ import sys
 
 from ..errors import EXIT_USER_ERROR, MipcertError
 
-SUBCOMMANDS = ["verify", "export", "compare", "agt"]
+SUBCOMMANDS = ["verify", "export", "compare", "agt", "agt-table", "export-agt"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"{__name__}.{name}")
+            module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:  # a sub-command not built yet
-            if exc.name == f"{__name__}.{name}":
+            if exc.name == f"{__name__}.{name.replace('-', '_')}":
                 continue
             raise
         module.register(sub)

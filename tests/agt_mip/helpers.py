@@ -11,8 +11,9 @@ from mipcert.network import training as ref
 
 
 def tiny_run(loss="hinge", hidden=(), n=8, d=2, steps=2, batch=4, seed=0, clip=None,
-             lr=0.5, n_classes=None) -> TrainingRun:
-    """``n`` samples in ``d`` dimensions, ``steps`` SGD steps over fixed batches."""
+             lr=0.5, n_classes=None, pm1=False) -> TrainingRun:
+    """``n`` samples in ``d`` dimensions, ``steps`` SGD steps over fixed batches
+    (``pm1``: squared error on +-1 labels, which label flips need)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d))
     if loss in ("hinge",):
@@ -21,6 +22,8 @@ def tiny_run(loss="hinge", hidden=(), n=8, d=2, steps=2, batch=4, seed=0, clip=N
     elif loss == "squared":
         y = X[:, 0] - 0.5 * X[:, 1] + 0.1 * rng.normal(size=n)
         n_out, n_classes = 1, None
+        if pm1:
+            y, n_classes = np.where(y > 0, 1.0, -1.0), 2
     elif loss == "bce":
         y = (X[:, 0] > 0).astype(float)
         n_out, n_classes = 1, 2

@@ -77,7 +77,7 @@ CASES = [
 
 @pytest.mark.parametrize("loss,hidden,kind,method", CASES)
 def test_window_reproduces_reference(loss, hidden, kind, method):
-    run = tiny_run(loss, hidden, n=6, steps=3, batch=3, seed=3)
+    run = tiny_run(loss, hidden, n=6, steps=3, batch=3, seed=3, pm1=kind == "label_flip")
     pert = PerturbationConfig(kind=kind, k=1, flips=kind == "label_flip")
     boxes = interval_boxes(run, pert)
     solver = "highs" if method == "milp" else "scip"

@@ -31,7 +31,7 @@ def _contains(res, lo, hi):
 @pytest.mark.parametrize("loss,pert", [("hinge", FLIP), ("squared", FLIP), ("squared", REMOVE),
                                        ("hinge", REMOVE)])
 def test_linear_model_exact_equals_hull(loss, pert):
-    run = tiny_run(loss, (), n=10, steps=3, batch=5, seed=1)
+    run = tiny_run(loss, (), n=10, steps=3, batch=5, seed=1, pm1=pert.flips)
     lo, hi = _hull(run, pert)
     res = mip_agt(run, pert, "milp", "full")
     np.testing.assert_allclose(res.lower, lo, atol=TOL)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -57,5 +58,20 @@ def write_text_atomic(path, text: str) -> None:
         raise
 
 
+def _strict(obj):
+    """``obj`` with every non-finite float (a bound of +-inf, a NaN) replaced by ``None``:
+    JSON has no infinities, and ``Infinity`` breaks strict parsers (jq, JavaScript)."""
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalars, arrays
+        return _strict(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def dumps(obj) -> str:
-    return json.dumps(obj, indent=None, default=float)
+    """One strict JSON document (no ``Infinity`` / ``NaN``) on one line."""
+    return json.dumps(_strict(obj), indent=None, allow_nan=False, default=float)

@@ -16,18 +16,24 @@ def register(sub) -> None:
     p.add_argument("--result-file", default=None, help="also write the result here (VNN-COMP form)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--no-attack", action="store_true", help="skip random/PGD falsification")
+    p.add_argument("--no-split", action="store_true",
+                   help="skip input splitting (exercise the MILP on low-dimensional inputs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsification")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..quiet import stdout_to_stderr
     from ..verify import verify
 
-    network, spec, reference = load_problem(args)
-    result = verify(network, spec, solver=args.solver, relaxation=args.relaxation,
-                    bounds=args.bounds, timeout=args.timeout, reference=reference,
-                    attack=not args.no_attack, seed=args.seed, threads=args.threads,
-                    device=args.device)
+    # standard output carries the result and nothing else: whatever a solver prints while
+    # the work runs (C-level banners included) goes to standard error
+    with stdout_to_stderr():
+        network, spec, reference = load_problem(args)
+        result = verify(network, spec, solver=args.solver, relaxation=args.relaxation,
+                        bounds=args.bounds, timeout=args.timeout, reference=reference,
+                        attack=not args.no_attack, split=not args.no_split, seed=args.seed,
+                        threads=args.threads, device=args.device)
     text = result.vnncomp_text()
     if args.result_file:
         write_text_atomic(args.result_file, text + "\n")

@@ -24,6 +24,7 @@ def add_solver_options(p, *, relaxations=("milp", "lp")) -> None:
 def load_problem(args):
     """``(network, spec, reference)`` from ``args.paths`` (NET PROP) or a VNN-LIB 2.0 query."""
     from ..io import load_network, onnx_forward, parse_vnnlib
+    from ..io.onnx_cache import load_onnx_cached
 
     paths = list(args.paths)
     networks = list(getattr(args, "network", None) or [])
@@ -33,7 +34,9 @@ def load_problem(args):
     if len(paths) != 2:
         raise InputError("expected a network and a property: mipcert verify NET.onnx PROP.vnnlib")
     net_path, prop_path = (Path(p) for p in paths)
-    network = load_network(net_path)
+    # an ONNX file imported and checked against onnxruntime before loads from the cache
+    network = load_onnx_cached(net_path) if net_path.suffix.lower() == ".onnx" \
+        else load_network(net_path)
     spec = parse_vnnlib(prop_path, n_inputs=network.input_size, n_outputs=network.output_size)
     reference = None
     if net_path.suffix.lower() == ".onnx":

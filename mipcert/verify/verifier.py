@@ -2,8 +2,9 @@
 
 For every region of the specification:
 
-1. falsify (random points, PGD) — a confirmed witness decides ``sat`` at once;
-2. bound (IBP / CROWN / LP) and read each clause's margin lower bound: ``> 0`` proves it;
+1. bound (IBP / CROWN / LP) and read each clause's margin lower bound: ``> 0`` proves it;
+2. falsify the regions left open (random points, PGD) — a confirmed witness decides
+   ``sat`` at once (with LP bounds, which cost more, the attack comes first);
 3. settle the open clauses by branch and bound on the input box with batched CROWN bounds
    (:mod:`mipcert.verify.branch`; inputs of few dimensions, exact mode only) and by
    minimising each open clause's margin over the encoding (Big-M MILP, or the triangle LP)
@@ -21,6 +22,7 @@ its points are never reported as witnesses.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import time
@@ -75,7 +77,27 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
     ``reference(x (B, n)) -> y (B, m)``: an independent forward pass (onnxruntime) that a
     witness must also fail. ``timeout`` in seconds covers the whole run. ``attack`` and
     ``split`` switch falsification and input splitting off (to exercise the MILP alone).
+
+    numpy's BLAS runs on one thread meanwhile: the products here are small and many, and
+    OpenBLAS threads spinning on a busy machine made the attack 10x slower (31 s instead
+    of 3 s on mnist 256x2 with other jobs running); the solver keeps its own threads.
     """
+    with _one_blas_thread():
+        return _verify(network, spec, solver=solver, relaxation=relaxation, bounds=bounds,
+                       timeout=timeout, reference=reference, attack=attack, split=split,
+                       seed=seed, threads=threads, device=device)
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, attack, split,
+            seed, threads, device) -> VerificationResult:
     _check_solver(solver)  # a missing or unknown solver is an error before any work
     relaxation = Relaxation.parse(relaxation)
     if relaxation.exact_products:
@@ -113,19 +135,28 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
 
     decided: set[str] = set()
     checks = [Witness(network, region, reference) for region in spec.regions]
-    # 1. falsification over every region first: it is cheap and often decisive
-    if attack:
+
+    def attack_all(regions):
         t = time.perf_counter()
         try:
-            for region, check in zip(spec.regions, checks):
+            for region, check in regions:
                 if falsify(network, region, rng=rng, check=check, deadline=deadline) is not None:
-                    return done("sat", "attack", check.found)
+                    return check.found
         finally:
             add_phase("attack", time.perf_counter() - t)
+        return None
 
+    # 1. IBP / CROWN bounds are cheaper than the attack: bound every region first, and
+    #    attack only the regions they leave open (LP bounds cost more: attack first then)
+    cheap_bounds = bounds != "lp"
+    if attack and not cheap_bounds and (found := attack_all(zip(spec.regions, checks))):
+        return done("sat", "attack", found)
+    pending = []
     for region, check in zip(spec.regions, checks):
         rstats: dict = {"clauses": len(region.clauses)}
         stats["regions"].append(rstats)
+        if left() is not None and left() <= 0:
+            return done("timed-out", "")
         t = time.perf_counter()
         b = compute_bounds(network, region.lo, region.hi, bounds, device=device,
                            time_limit=left())
@@ -138,8 +169,14 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
                         key=lambda k: m_lo[k])
         proven.extend(m_lo[k] for k in range(len(region.clauses)) if m_lo[k] > 0)
         rstats["proved_by_bounds"] = len(region.clauses) - len(open_k)
-        if not open_k:
-            continue
+        if open_k:
+            pending.append((region, check, b, m_lo, m_hi, open_k, rstats))
+    # 2. falsification of the open regions: cheap next to a MILP, and often decisive
+    if attack and cheap_bounds and pending and \
+            (found := attack_all((p[0], p[1]) for p in pending)):
+        return done("sat", "attack", found)
+    # 3. input splitting and clause MILPs, scheduled by measured progress
+    for region, check, b, m_lo, m_hi, open_k, rstats in pending:
         if left() is not None and left() <= 0:
             timed_out = incomplete = True
             break

@@ -70,7 +70,8 @@ def input_split(network, region, *, check, deadline=None, max_boxes: int = 400_0
                 batch: int = 48, device=None, state: SplitState | None = None) -> SplitResult:
     """Prove or falsify ``region`` by splitting its box (see module doc).
 
-    ``check(x) -> bool`` confirms witnesses; ``deadline``: ``time.perf_counter()`` limit;
+    ``check(x) -> bool`` confirms witnesses; ``deadline``: ``time.perf_counter()`` limit,
+    checked after each round (a call always does at least one);
     ``max_boxes``: budget of bounded sub-boxes before giving the rest back; ``batch``:
     parent boxes split per round (each gives ``2 n`` candidate children). ``state``: the
     search returned by an earlier call (``result.state``), resumed where it stopped.
@@ -96,8 +97,6 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
         return SplitResult(status, st.bound, st.boxes, st.lo, st.hi, st)
 
     while st.lo.shape[0]:
-        if deadline is not None and time.perf_counter() > deadline:
-            return result("timeout")
         if st.boxes >= max_boxes:
             return result("budget")
         order = np.argsort(st.prio, kind="stable")
@@ -130,6 +129,9 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
         st.prio, st.depth = np.concatenate([st.prio, ch_lb]), np.concatenate([st.depth, ch_depth])
         if ch_lo.shape[0] and _find_witness(network, region, ch_lo, ch_hi, ch_lb, check):
             return result("witness")
+        # checked after the round, so that every call (a resumed one too) makes progress
+        if st.lo.shape[0] and deadline is not None and time.perf_counter() > deadline:
+            return result("timeout")
     log.info("input split proved the region with %d sub-boxes (bound %.3g)", st.boxes, st.bound)
     st.proved_fraction = 1.0
     return result("proved")

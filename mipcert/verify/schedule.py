@@ -10,8 +10,9 @@ MILP proves in 0.02 s what splitting fails to in 15 s. So the two take turns in 
   after ``T_s`` seconds; its projected time to finish is ``T_s (1 - f) / f``. While that is
   within :data:`SPLIT_PATIENCE` times the time it has had, it keeps the next turn;
 * **the MILP** gets a turn otherwise, as long as it has had less than :data:`MILP_SHARE` of
-  the splitting time (and at the very start when the network has at most
-  :data:`SMALL_NETWORK_RELUS` unstable ReLUs: then the MILP is cheap to try). A MILP turn
+  the splitting time, and right after splitting's first slice when the network has at
+  most :data:`SMALL_NETWORK_RELUS` unstable ReLUs (then the MILP is cheap to try; splitting
+  still goes first because it needs no Pyomo or solver import, about a second). A MILP turn
   gives every open clause one solve of ``slice`` seconds, round-robin, so one slow clause
   cannot starve the others; a clause is closed as soon as its proven bound passes 0.
   Slices double from turn to turn (a solve cannot be resumed, so doubling bounds the work
@@ -49,6 +50,10 @@ SPLIT_PATIENCE = 1.5
 MILP_SHARE = 0.5
 # Networks with at most this many unstable ReLUs try the MILP first.
 SMALL_NETWORK_RELUS = 64
+# HiGHS's MIP presolve ignores the time limit and, on the dense Big-M models of 256-wide
+# layers, runs 17-23 s before the first node (784-256x4 and 784-256x2 stand-ins, 0.25 s
+# limit); without it the root LP starts at once (2 s) and the time slices mean something.
+HIGHS_OPTIONS = {"presolve": "off"}
 
 
 @dataclass
@@ -71,14 +76,15 @@ class _Milp:
         self.seconds = 0.0
 
     def _build(self):
+        t = time.perf_counter()   # the first build imports pyomo and the solve stack: counted
         from ..encode import build_margin_model
         from ..solve import PersistentSolver
 
         r = self.run
-        t = time.perf_counter()
         self.model, self.margins = build_margin_model(r.network, r.bounds, r.region, r.relaxation,
                                                       r.m_lo, r.m_hi)
-        self.engine = PersistentSolver(self.model, r.solver, threads=r.threads)
+        options = HIGHS_OPTIONS if r.solver == "highs" else None
+        self.engine = PersistentSolver(self.model, r.solver, threads=r.threads, options=options)
         r.add_phase("milp_build", time.perf_counter() - t)
 
     def on_incumbent(self, get):
@@ -185,7 +191,8 @@ class RegionRun:
         state = None
         split_status = None
         split_slice = FIRST_SLICE
-        milp_turn = not can_split or self.bounds.num_unstable <= SMALL_NETWORK_RELUS
+        small = self.bounds.num_unstable <= SMALL_NETWORK_RELUS
+        milp_turn = not can_split
         while True:
             left = self.left()
             if left is not None and left <= 0:
@@ -217,14 +224,16 @@ class RegionRun:
                     return RegionOutcome("proved", [max(res.bound, float(self.m_lo.min()))],
                                          "split")
                 split_slice *= 2
-            milp_turn = self._next_is_milp(can_split, split_status, state, milp)
+            milp_turn = self._next_is_milp(can_split, split_status, state, milp, small)
 
-    def _next_is_milp(self, can_split, split_status, state, milp) -> bool:
+    def _next_is_milp(self, can_split, split_status, state, milp, small) -> bool:
         """The turn rule of the module docstring."""
         if not can_split or split_status == "budget":
             return True   # the MILP is all that is left (it has open clauses: see schedule)
         if state is None:
             return False  # splitting has not had its first slice yet
+        if small and milp.engine is None:
+            return True   # a small network's MILP is cheap: try it after the first slice
         f, ts = state.proved_fraction, state.seconds
         eta = math.inf if f <= 0 else ts * (1 - f) / f
         if eta <= SPLIT_PATIENCE * max(ts, FIRST_SLICE):

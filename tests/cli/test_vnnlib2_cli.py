@@ -119,3 +119,10 @@ def test_declared_operators_never_include_approximated_ones(capfd):
     ops = set(out.split())
     assert "Relu" in ops and "Gemm" in ops
     assert not ops & {"Sigmoid", "Softmax", "Pow", "Tanh", "Exp", "Log"}
+
+
+def test_declared_operators_are_all_importable():
+    from mipcert.cli.supports import DECLARED_OPS
+    from mipcert.io.onnx_import import SUPPORTED_OPS
+
+    assert set(DECLARED_OPS) <= set(SUPPORTED_OPS)

@@ -33,6 +33,7 @@ from ..bounds import clause_margin_bounds, compute_bounds
 from ..errors import InputError, SolverUnavailableError
 from ..relaxation import Relaxation
 from ..spec import Specification
+from .branch import MAX_SPLIT_DIM
 from .falsify import falsify
 from .result import VerificationResult
 from .schedule import SOLVER_PROOF_MARGIN, RegionRun  # noqa: F401 (re-exported)
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # A witness from onnxruntime (float32) may miss the float64 margin by this much.
 REFERENCE_TOLERANCE = 1e-4
+# The attack before input splitting: 20 000 sampled forward passes, 4 PGD runs of 30 steps.
+QUICK_ATTACK = {"budget": 20_000, "restarts": 4, "steps": 30}
 
 
 class Witness:
@@ -136,11 +139,13 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
     decided: set[str] = set()
     checks = [Witness(network, region, reference) for region in spec.regions]
 
-    def attack_all(regions):
+    def attack_all(regions, quick=False):
         t = time.perf_counter()
+        kw = QUICK_ATTACK if quick else {}
         try:
             for region, check in regions:
-                if falsify(network, region, rng=rng, check=check, deadline=deadline) is not None:
+                if falsify(network, region, rng=rng, check=check, deadline=deadline,
+                           **kw) is not None:
                     return check.found
         finally:
             add_phase("attack", time.perf_counter() - t)
@@ -171,10 +176,14 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
         rstats["proved_by_bounds"] = len(region.clauses) - len(open_k)
         if open_k:
             pending.append((region, check, b, m_lo, m_hi, open_k, rstats))
-    # 2. falsification of the open regions: cheap next to a MILP, and often decisive
-    if attack and cheap_bounds and pending and \
-            (found := attack_all((p[0], p[1]) for p in pending)):
-        return done("sat", "attack", found)
+    # 2. falsification of the open regions: cheap next to a MILP, and often decisive. A
+    #    region that input splitting will search (it tries box centres and PGD in the worst
+    #    boxes as it goes) gets a quick attack only: the full one cost 1.9 s on ACAS Xu
+    #    properties that splitting then proved in 0.07 s
+    if attack and cheap_bounds and pending:
+        splittable = relaxation.integral and split and network.input_size <= MAX_SPLIT_DIM
+        if (found := attack_all(((p[0], p[1]) for p in pending), quick=splittable)):
+            return done("sat", "attack", found)
     # 3. input splitting and clause MILPs, scheduled by measured progress
     for region, check, b, m_lo, m_hi, open_k, rstats in pending:
         if left() is not None and left() <= 0:

@@ -69,7 +69,8 @@ def load_onnx_cached(path: str | os.PathLike) -> Network:
     path = Path(path)
     if folder is None or not path.is_file():
         return load_onnx(path)
-    entry = folder / "onnx" / f"{cache_key(path)}.npz"
+    key = cache_key(path)
+    entry = folder / "onnx" / f"{key}.npz"
     if entry.is_file():
         try:
             net = load_npz(entry)
@@ -78,6 +79,9 @@ def load_onnx_cached(path: str | os.PathLike) -> Network:
         except Exception as exc:  # a damaged entry: import again and replace it
             log.warning("ignoring damaged cache entry %s: %s", entry, exc)
     net = load_onnx(path)
+    if cache_key(path) != key:   # the file changed while it was imported: do not remember
+        log.warning("%s changed while it was imported; not caching it", path)
+        return net
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         save_npz(net, entry)

@@ -57,14 +57,14 @@ def _importtime(cmd) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     err = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True,
                          text=True).stderr
-    rows = []
+    best: dict[str, float] = {}
     for line in err.splitlines():
         if line.startswith("import time:") and "|" in line:
             _, cum, name = (x.strip() for x in line[len("import time:"):].split("|"))
-            if cum.isdigit() and not name.startswith(" "):
-                rows.append({"module": name.strip(), "cumulative_ms": int(cum) / 1000})
-    top = [r for r in rows if "." not in r["module"] or r["module"].startswith("mipcert")]
-    return sorted(top, key=lambda r: -r["cumulative_ms"])[:12]
+            if cum.isdigit() and ("." not in name or name.startswith("mipcert")):
+                best[name] = max(best.get(name, 0.0), int(cum) / 1000)
+    rows = [{"module": m, "cumulative_ms": v} for m, v in best.items()]
+    return sorted(rows, key=lambda r: -r["cumulative_ms"])[:12]
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,10 @@
 """Bounds on every pre-activation of a network over an input box.
 
 ``ibp`` (intervals), ``crown`` (linear back-substitution, intersected with IBP) and ``lp``
-(CROWN, then LP tightening of unstable neurons, layer by layer). All in float64, in torch
-(CPU or CUDA) for the propagation and HiGHS for the LPs. Bounds never import Pyomo.
+(CROWN, then LP tightening of unstable neurons, layer by layer). All in float64: in numpy on
+the CPU (``device`` ``None``/``'numpy'``: no torch import, which would dominate a short
+run) or in torch (``'cpu'``, ``'cuda'``, ``'auto'``), and HiGHS for the LPs. Bounds
+never import Pyomo.
 """
 from __future__ import annotations
 
@@ -25,25 +27,48 @@ def _check(method):
         raise InputError(f"unknown bound method {method!r}: choose one of {', '.join(METHODS)}")
 
 
+NUMPY_DEVICES = (None, "numpy")
+
+
+def as_arrays(device, *arrays):
+    """``arrays`` (numpy) as float64 arrays of the kind ``device`` asks for: numpy arrays
+    for ``None``/``'numpy'``, torch tensors otherwise (``'cpu'`` or ``'torch'`` = torch on the
+    CPU, ``'auto'`` = CUDA when available, ``'cuda'``)."""
+    if device in NUMPY_DEVICES:
+        return tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+    import torch
+
+    dev = resolve_device("cpu" if device == "torch" else device)
+    return tuple(torch.as_tensor(np.asarray(a), dtype=torch.float64, device=dev) for a in arrays)
+
+
+def no_grad_for(x):
+    """A context without autograd for torch tensors (nothing for numpy arrays)."""
+    import contextlib
+
+    if isinstance(x, np.ndarray):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.no_grad()
+
+
 def batch_pre_bounds(network, lo, hi, method: str = "crown", device=None):
     """Pre-activation bounds for a batch of boxes. ``lo, hi``: ``(B, n_0)`` numpy arrays.
 
-    Returns ``(pre, lo_t, hi_t)``: ``pre`` a list over blocks of ``(l, u)`` torch tensors
-    ``(B, n_l)``, and the inputs as tensors. ``method`` is ``ibp`` or ``crown``.
+    Returns ``(pre, lo_t, hi_t)``: ``pre`` a list over blocks of ``(l, u)`` arrays
+    ``(B, n_l)``, and the inputs, all of the kind ``device`` asks for (see :func:`as_arrays`).
+    ``method`` is ``ibp`` or ``crown``.
     """
-    import torch
-
     from . import propagate
 
     if method not in ("ibp", "crown"):
         raise InputError(f"batched bounds support ibp and crown, not {method!r}")
-    dev = resolve_device(device)
-    lo_t = torch.as_tensor(np.atleast_2d(lo), dtype=torch.float64, device=dev)
-    hi_t = torch.as_tensor(np.atleast_2d(hi), dtype=torch.float64, device=dev)
+    lo_t, hi_t = as_arrays(device, np.atleast_2d(lo), np.atleast_2d(hi))
     stack = network.affine_relu_stack()
     fn = propagate.ibp if method == "ibp" else propagate.crown
-    with torch.no_grad():
-        return fn(stack, lo_t, hi_t, dev), lo_t, hi_t
+    with no_grad_for(lo_t):
+        return fn(stack, lo_t, hi_t), lo_t, hi_t
 
 
 def compute_bounds(network, lo, hi, method: str = "crown", device=None,
@@ -58,7 +83,7 @@ def compute_bounds(network, lo, hi, method: str = "crown", device=None,
     stack = network.affine_relu_stack()
     pre_t, lo_t, hi_t = batch_pre_bounds(network, lo, hi, "ibp" if method == "ibp" else "crown",
                                          device)
-    pre = [(l[0].cpu().numpy(), u[0].cpu().numpy()) for l, u in pre_t]
+    pre = [(to_numpy(l[0]), to_numpy(u[0])) for l, u in pre_t]
     if method == "lp":
         pre = _lp_tighten(network, stack, pre, lo, hi, device, start, time_limit)
     bounds = Bounds(lo, hi, pre, method, time.perf_counter() - start,
@@ -70,11 +95,8 @@ def compute_bounds(network, lo, hi, method: str = "crown", device=None,
 
 def _lp_tighten(network, stack, pre, lo, hi, device, start, time_limit):
     """Progressive tightening: LP for block k, then CROWN for the rest from the new bounds."""
-    import torch
-
     from . import obbt, propagate
 
-    dev = resolve_device(device)
     for k in range(1, len(stack) - 1):
         if not stack[k].relu:
             continue
@@ -84,33 +106,33 @@ def _lp_tighten(network, stack, pre, lo, hi, device, start, time_limit):
             break
         pre[k] = obbt.tighten_block(stack, pre, k, lo, hi, time_limit=left)
         # re-run CROWN for the later blocks, starting from the tightened ones
-        lo_t = torch.as_tensor(lo[None], dtype=torch.float64, device=dev)
-        hi_t = torch.as_tensor(hi[None], dtype=torch.float64, device=dev)
-        given = [(torch.as_tensor(l[None], device=dev), torch.as_tensor(u[None], device=dev))
-                 for l, u in pre[: k + 1]]
-        with torch.no_grad():
-            new = propagate.crown(stack, lo_t, hi_t, dev, given=given)
-        pre = [(l[0].cpu().numpy(), u[0].cpu().numpy()) for l, u in new]
+        lo_t, hi_t = as_arrays(device, lo[None], hi[None])
+        given = [as_arrays(device, l[None], u[None]) for l, u in pre[: k + 1]]
+        with no_grad_for(lo_t):
+            new = propagate.crown(stack, lo_t, hi_t, given=given)
+        pre = [(to_numpy(l[0]), to_numpy(u[0])) for l, u in new]
     return pre
+
+
+def to_numpy(x) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
 
 
 def clause_margin_bounds(network, bounds, region, method):
     """Sound bounds of every clause margin ``max_r (C_r y - d_r)`` of ``region`` over its box.
 
     ``bounds``: the region's :class:`Bounds`. Returns ``(lo, hi)``, each ``(n_clauses,)``.
+    Computed in numpy: one box is a handful of small products.
     """
-    import torch
-
     from .propagate import clause_bounds
 
     stack = network.affine_relu_stack()
-    lo_t = torch.as_tensor(region.lo[None], dtype=torch.float64)
-    hi_t = torch.as_tensor(region.hi[None], dtype=torch.float64)
-    pre = [(torch.as_tensor(l[None]), torch.as_tensor(u[None])) for l, u in bounds.pre]
+    lo_t, hi_t = region.lo[None].astype(np.float64), region.hi[None].astype(np.float64)
+    pre = [(l[None], u[None]) for l, u in bounds.pre]
     kind = "ibp" if method == "ibp" else "crown"
-    with torch.no_grad():
-        lows = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind)[0].numpy()
-        highs = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind, upper=True)[0].numpy()
+    lows = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind)[0]
+    highs = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind, upper=True)[0]
     return lows, highs
 
-__all__ = ["Bounds", "FP_SLACK", "METHODS", "batch_pre_bounds", "clause_margin_bounds", "compute_bounds"]
+__all__ = ["Bounds", "FP_SLACK", "METHODS", "NUMPY_DEVICES", "as_arrays", "batch_pre_bounds",
+           "clause_margin_bounds", "compute_bounds", "no_grad_for", "to_numpy"]

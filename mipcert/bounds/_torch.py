@@ -22,5 +22,5 @@ def resolve_device(device: str | None = None):
 
 
 def widen(lo, hi):
-    """Outward-round ``[lo, hi]`` by :data:`FP_SLACK` (torch tensors)."""
-    return (lo - FP_SLACK * (1.0 + lo.abs()), hi + FP_SLACK * (1.0 + hi.abs()))
+    """Outward-round ``[lo, hi]`` by :data:`FP_SLACK` (torch tensors or numpy arrays)."""
+    return (lo - FP_SLACK * (1.0 + abs(lo)), hi + FP_SLACK * (1.0 + abs(hi)))

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+from ..quiet import new_highs
 from .safe_lp import dual_lower_bound
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ class _TriangleLP:
 def _highs_for(lp):
     import highspy
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     h.setOptionValue("threads", 1)
     inf = highspy.kHighsInf
     h.addVars(lp.n_cols, lp.col_lo, lp.col_hi)

@@ -1,8 +1,9 @@
-"""Interval (IBP) and linear (CROWN / DeepPoly-style) bound propagation, batched in torch.
+"""Interval (IBP) and linear (CROWN / DeepPoly-style) bound propagation, batched.
 
 All functions take the network as its ``affine_relu_stack()`` (blocks ``h_l = W_l a_{l-1} + b_l``,
 ``a_l = relu(h_l)`` when ``relu``) and a batch of input boxes ``lo, hi``: ``(B, n_0)`` float64
-tensors. Pre-activation bounds come back as a list over blocks of ``(lo_l, hi_l)``, ``(B, n_l)``.
+torch tensors (CPU or CUDA) or numpy arrays (CPU, no torch import; see :mod:`._array`); the
+results are of the same kind. Pre-activation bounds come back as a list over blocks of ``(lo_l, hi_l)``, ``(B, n_l)``.
 
 IBP (midpoint-radius): ``c_l = W_l c + b_l``, ``r_l = |W_l| r``.
 
@@ -14,31 +15,32 @@ bounds are intersected with IBP's before they are used (both are sound).
 """
 from __future__ import annotations
 
+from ._array import device_of, ops
 from ._torch import widen
 
 
-def _tensors(stack, device):
-    import torch
-
-    return [(torch.as_tensor(b.W, dtype=torch.float64, device=device),
-             torch.as_tensor(b.b, dtype=torch.float64, device=device), b.relu) for b in stack]
+def _tensors(stack, like):
+    """The blocks' ``(W, b, relu)`` as arrays of the kind (and on the device) of ``like``."""
+    xp, dev = ops(like), device_of(like)
+    return [(xp.as_tensor(b.W, dtype=xp.float64, device=dev),
+             xp.as_tensor(b.b, dtype=xp.float64, device=dev), b.relu) for b in stack]
 
 
 def ibp_layer(W, b, lo, hi):
     """Interval image of ``W x + b`` for ``x in [lo, hi]``; ``lo, hi``: ``(B, n)``."""
     c, r = (lo + hi) / 2, (hi - lo) / 2
     mid = c @ W.T + b
-    rad = r @ W.abs().T
+    rad = r @ abs(W).T
     return widen(mid - rad, mid + rad)
 
 
 def ibp(stack, lo, hi, device=None):
     """IBP pre-activation bounds of every block. ``lo, hi``: ``(B, n_0)`` tensors."""
     out = []
-    for W, b, relu in _tensors(stack, device or lo.device):
+    for W, b, relu in _tensors(stack, lo):
         l, u = ibp_layer(W, b, lo, hi)
         out.append((l, u))
-        lo, hi = (l.clamp(min=0), u.clamp(min=0)) if relu else (l, u)
+        lo, hi = (l.clip(min=0), u.clip(min=0)) if relu else (l, u)
     return out
 
 
@@ -48,14 +50,14 @@ def _relu_relaxation(l, u):
     Returns ``(lower_slope, upper_slope, upper_intercept)`` with
     ``lower_slope * h <= relu(h) <= upper_slope * h + upper_intercept`` on ``[l, u]``.
     """
-    import torch
-
-    active = l >= 0
+    xp = ops(u)
+    one, zero = xp.ones_like(u), xp.zeros_like(u)
+    active = xp.where(l >= 0, one, zero)
     unstable = (l < 0) & (u > 0)
-    denom = torch.where(unstable, u - l, torch.ones_like(u))
-    s = torch.where(unstable, u / denom, active.to(u.dtype))
-    t = torch.where(unstable, -s * l, torch.zeros_like(u))
-    alpha = torch.where(unstable, (u >= -l).to(u.dtype), active.to(u.dtype))
+    denom = xp.where(unstable, u - l, one)
+    s = xp.where(unstable, u / denom, active)
+    t = xp.where(unstable, -s * l, zero)
+    alpha = xp.where(unstable, xp.where(u >= -l, one, zero), active)
     return alpha, s, t
 
 
@@ -67,8 +69,6 @@ def backsub_lower(blocks, pre, k, Lam, const, lo, hi):
     unbatched until a ReLU relaxation makes it box-dependent); ``const``: ``(B, r)``.
     Returns ``(B, r)``.
     """
-    import torch
-
     for j in range(k, -1, -1):
         W, b, _ = blocks[j]
         const = const + Lam @ b
@@ -77,17 +77,22 @@ def backsub_lower(blocks, pre, k, Lam, const, lo, hi):
             break
         if blocks[j - 1][2]:  # a_{j-1} = relu(h_{j-1}): relax
             alpha, s, t = _relu_relaxation(*pre[j - 1])
-            pos, neg = Lam.clamp(min=0), Lam.clamp(max=0)
-            if Lam.dim() == 2:
+            pos, neg = Lam.clip(min=0), Lam.clip(max=0)
+            if Lam.ndim == 2:
                 const = const + t @ neg.T
-                Lam = pos.unsqueeze(0) * alpha.unsqueeze(1) + neg.unsqueeze(0) * s.unsqueeze(1)
+                Lam = pos[None] * alpha[:, None] + neg[None] * s[:, None]
             else:
-                const = const + torch.einsum("brn,bn->br", neg, t)
-                Lam = pos * alpha.unsqueeze(1) + neg * s.unsqueeze(1)
+                const = const + _bmv(neg, t)
+                Lam = pos * alpha[:, None] + neg * s[:, None]
     c, r = (lo + hi) / 2, (hi - lo) / 2
-    if Lam.dim() == 2:
-        return const + c @ Lam.T - r @ Lam.abs().T
-    return const + torch.einsum("brn,bn->br", Lam, c) - torch.einsum("brn,bn->br", Lam.abs(), r)
+    if Lam.ndim == 2:
+        return const + c @ Lam.T - r @ abs(Lam).T
+    return const + _bmv(Lam, c) - _bmv(abs(Lam), r)
+
+
+def _bmv(M, v):
+    """Batched matrix-vector product ``(B, r, n) x (B, n) -> (B, r)``."""
+    return (M @ v[..., None])[..., 0]
 
 
 def crown(stack, lo, hi, device=None, given=None):
@@ -96,26 +101,24 @@ def crown(stack, lo, hi, device=None, given=None):
     ``given``: optional sound bounds of the first blocks (e.g. from LP tightening), used as
     they are for those blocks.
     """
-    import torch
-
-    blocks = _tensors(stack, device or lo.device)
+    xp, dev = ops(lo), device_of(lo)
+    blocks = _tensors(stack, lo)
     B = lo.shape[0]
     pre = []
     a_lo, a_hi = lo, hi
     for k, (W, b, relu) in enumerate(blocks):
         il, iu = ibp_layer(W, b, a_lo, a_hi)
         if given is not None and k < len(given):
-            il, iu = torch.maximum(il, given[k][0]), torch.minimum(iu, given[k][1])
+            il, iu = xp.maximum(il, given[k][0]), xp.minimum(iu, given[k][1])
         elif k > 0:
             n = W.shape[0]
-            eye = torch.eye(n, dtype=torch.float64, device=lo.device)
-            lb = backsub_lower(blocks, pre, k, torch.cat([eye, -eye]),
-                               torch.zeros(B, 2 * n, dtype=torch.float64, device=lo.device),
-                               lo, hi)
+            eye = xp.eye(n, dtype=xp.float64, device=dev)
+            lb = backsub_lower(blocks, pre, k, xp.cat([eye, -eye]),
+                               xp.zeros(B, 2 * n, dtype=xp.float64, device=dev), lo, hi)
             cl, cu = widen(lb[:, :n], -lb[:, n:])
-            il, iu = torch.maximum(il, cl), torch.minimum(iu, cu)
+            il, iu = xp.maximum(il, cl), xp.minimum(iu, cu)
         pre.append((il, iu))
-        a_lo, a_hi = (il.clamp(min=0), iu.clamp(min=0)) if relu else (il, iu)
+        a_lo, a_hi = (il.clip(min=0), iu.clip(min=0)) if relu else (il, iu)
     return pre
 
 
@@ -127,22 +130,19 @@ def linear_lower_bound(stack, pre, lo, hi, C, d, method="crown"):
     folded into the last affine layer and bounded by intervals; with ``'crown'`` they are
     back-substituted to the input. Returns ``(B, r)``.
     """
-    import torch
-
-    dev = lo.device
+    xp, dev = ops(lo), device_of(lo)
     B = lo.shape[0]
-    C = torch.as_tensor(C, dtype=torch.float64, device=dev)
-    d = torch.as_tensor(d, dtype=torch.float64, device=dev)
-    if C.dim() == 2:
-        C = C.unsqueeze(0).expand(B, *C.shape)
-    if d.dim() == 1:
-        d = d.unsqueeze(0).expand(B, d.shape[0])
-    blocks = _tensors(stack, dev)
+    C = xp.as_tensor(C, dtype=xp.float64, device=dev)
+    d = xp.as_tensor(d, dtype=xp.float64, device=dev)
+    if C.ndim == 2:
+        C = xp.broadcast(C[None], (B, *C.shape))
+    if d.ndim == 1:
+        d = xp.broadcast(d[None], (B, d.shape[0]))
+    blocks = _tensors(stack, lo)
     L = len(blocks) - 1
     if blocks[L][2]:  # the output itself passes a ReLU: bound through output intervals
-        yl, yu = pre[L][0].clamp(min=0), pre[L][1].clamp(min=0)
-        val = torch.einsum("brm,bm->br", C.clamp(min=0), yl) + \
-            torch.einsum("brm,bm->br", C.clamp(max=0), yu) - d
+        yl, yu = pre[L][0].clip(min=0), pre[L][1].clip(min=0)
+        val = _bmv(C.clip(min=0), yl) + _bmv(C.clip(max=0), yu) - d
         return widen(val, val)[0]
     if method == "ibp":
         W, b, _ = blocks[L]
@@ -151,11 +151,10 @@ def linear_lower_bound(stack, pre, lo, hi, C, d, method="crown"):
         else:
             a_lo, a_hi = pre[L - 1]
             if blocks[L - 1][2]:
-                a_lo, a_hi = a_lo.clamp(min=0), a_hi.clamp(min=0)
+                a_lo, a_hi = a_lo.clip(min=0), a_hi.clip(min=0)
         CW = C @ W  # (B, r, n)
         c, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
-        val = torch.einsum("brn,bn->br", CW, c) - torch.einsum("brn,bn->br", CW.abs(), r) \
-            + torch.einsum("brm,m->br", C, b) - d
+        val = _bmv(CW, c) - _bmv(abs(CW), r) + C @ b - d
     else:
         val = backsub_lower(blocks, pre, L, C, -d, lo, hi)
     return widen(val, val)[0]
@@ -168,13 +167,12 @@ def clause_bounds(stack, pre, lo, hi, clauses, method="crown", upper=False):
     the max of the rows' lower bounds; an upper bound the max of their upper bounds.
     Returns ``(B, n_clauses)``.
     """
-    import torch
-
+    xp = ops(lo)
     out = []
     for clause in clauses:
         if upper:
             row = -linear_lower_bound(stack, pre, lo, hi, -clause.C, -clause.d, method)
         else:
             row = linear_lower_bound(stack, pre, lo, hi, clause.C, clause.d, method)
-        out.append(row.max(dim=1).values)
-    return torch.stack(out, dim=1)
+        out.append(xp.row_max(row))
+    return xp.stack(out, 1)

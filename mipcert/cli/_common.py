@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -21,24 +22,53 @@ def add_solver_options(p, *, relaxations=("milp", "lp")) -> None:
 
 
 def load_problem(args):
-    """``(network, spec, reference)`` from ``args.paths`` (NET PROP) or a VNN-LIB 2.0 query."""
+    """``(network, spec, reference)`` from ``args.paths`` and ``args.network``.
+
+    Two forms: ``NET PROP`` (PROP in VNN-LIB 1.0 or 2.0), or the VNN-LIB 2.0 solver
+    command line ``QUERY --network NAME=NET`` (the name is the one the query declares).
+    """
     from ..io import load_network, onnx_forward, parse_vnnlib
+    from ..io.onnx_cache import load_onnx_cached
+    from ..io.vnnlib2 import is_vnnlib2, parse_vnnlib2, query_networks
 
     paths = list(args.paths)
     networks = list(getattr(args, "network", None) or [])
     if networks:
-        raise InputError("VNN-LIB 2.0 queries with --network NAME=NET.onnx are not supported yet: "
-                         "pass the network and the property as `mipcert verify NET.onnx PROP.vnnlib`")
-    if len(paths) != 2:
-        raise InputError("expected a network and a property: mipcert verify NET.onnx PROP.vnnlib")
-    net_path, prop_path = (Path(p) for p in paths)
-    network = load_network(net_path)
-    spec = parse_vnnlib(prop_path, n_inputs=network.input_size, n_outputs=network.output_size)
+        if len(paths) != 1:
+            raise InputError("with --network NAME=NET.onnx give exactly one query file: "
+                             "mipcert verify QUERY.vnnlib --network N=NET.onnx")
+        named = dict(_name_path(item) for item in networks)
+        declared = query_networks(paths[0])
+        missing = [n for n in declared if n not in named]
+        if missing:
+            raise InputError(f"the query declares network {missing[0]!r} but no "
+                             f"--network {missing[0]}=NET.onnx was given")
+        if len(declared) != 1:
+            raise InputError(f"the query declares {len(declared)} networks; mipcert verifies "
+                             "queries over one network")
+        net_path, prop_path = Path(named[declared[0]]), Path(paths[0])
+    elif len(paths) == 2:
+        net_path, prop_path = (Path(p) for p in paths)
+    else:
+        raise InputError("expected a network and a property: mipcert verify NET.onnx PROP.vnnlib "
+                         "(or mipcert verify QUERY.vnnlib --network N=NET.onnx)")
+    # an ONNX file imported and checked against onnxruntime before loads from the cache
+    network = load_onnx_cached(net_path) if net_path.suffix.lower() == ".onnx" \
+        else load_network(net_path)
+    parse = parse_vnnlib2 if networks or is_vnnlib2(prop_path) else parse_vnnlib
+    spec = parse(prop_path, n_inputs=network.input_size, n_outputs=network.output_size)
     reference = None
     if net_path.suffix.lower() == ".onnx":
         def reference(x, _p=str(net_path)):
             return onnx_forward(_p, x)
     return network, spec, reference
+
+
+def _name_path(item: str) -> tuple[str, str]:
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        raise InputError(f"--network expects NAME=PATH (e.g. --network N=net.onnx), got {item!r}")
+    return name, path
 
 
 def write_text_atomic(path, text: str) -> None:
@@ -57,5 +87,20 @@ def write_text_atomic(path, text: str) -> None:
         raise
 
 
+def _strict(obj):
+    """``obj`` with every non-finite float (a bound of +-inf, a NaN) replaced by ``None``:
+    JSON has no infinities, and ``Infinity`` breaks strict parsers (jq, JavaScript)."""
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalars, arrays
+        return _strict(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def dumps(obj) -> str:
-    return json.dumps(obj, indent=None, default=float)
+    """One strict JSON document (no ``Infinity`` / ``NaN``) on one line."""
+    return json.dumps(_strict(obj), indent=None, allow_nan=False, default=float)

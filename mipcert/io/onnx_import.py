@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["load_onnx", "onnx_forward", "SUPPORTED_OPS"]
 
-_LAYER_OPS = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Flatten", "Reshape",
+_LAYER_OPS = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "Flatten", "Reshape",
               "Identity", "Constant", "Conv", "BatchNormalization", "Squeeze", "Unsqueeze")
 #: ONNX ops the importer understands (the last group only with constant inputs, or Shape).
 SUPPORTED_OPS = tuple(sorted(set(_LAYER_OPS) | set(FOLDABLE) | {"Shape"}))
@@ -259,6 +259,11 @@ class _Importer:
     def _op_Identity(self, node, ops, a):
         self._advance(node, self.shape)
 
+    def _op_Neg(self, node, ops, a):
+        n = int(np.prod(self.shape))
+        self._emit_affine(node, -np.ones(n), np.zeros(n))
+        self._advance(node, self.shape)
+
     def _op_Flatten(self, node, ops, a):
         axis = a.get("axis", 1)
         axis = axis + len(self.shape) if axis < 0 else axis
@@ -376,14 +381,20 @@ class _Importer:
         self._advance(node, self.shape)
 
     def _op_Conv(self, node, ops, a):
-        if len(self.shape) != 4 or self.shape[0] != 1 or ops[1] is None:
+        one_d = len(self.shape) == 3 and ops[1] is not None and np.ndim(ops[1]) == 3
+        if not (len(self.shape) == 4 or one_d) or self.shape[0] != 1 or ops[1] is None:
             raise UnsupportedError(
-                f"{self._where(node)}: only 2-D convolutions of an (1, C, H, W) input with a "
-                f"constant kernel are supported (input shape {self.shape})")
+                f"{self._where(node)}: only 1-D and 2-D convolutions of an (1, C, W) or "
+                f"(1, C, H, W) input with a constant kernel are supported (input shape {self.shape})")
         if a.get("group", 1) != 1:
             raise UnsupportedError(f"{self._where(node)}: grouped convolutions (group={a['group']}) are not supported")
         w = np.asarray(ops[1], dtype=np.float64)
         bias = ops[2] if len(ops) > 2 and ops[2].size else None
+        if one_d:  # a 1-D convolution is the 2-D one of height 1
+            w = w[:, :, None, :]
+            a = dict(a, strides=[1, *a.get("strides", [1])], dilations=[1, *a.get("dilations", [1])],
+                     pads=[0, a.get("pads", [0, 0])[0], 0, a.get("pads", [0, 0])[-1]])
+            self.shape = (1, self.shape[1], 1, self.shape[2])
         strides = list(a.get("strides", [1, 1]))
         dil = list(a.get("dilations", [1, 1]))
         pads = list(a.get("pads", [0, 0, 0, 0]))
@@ -401,4 +412,4 @@ class _Importer:
             pads = [0, 0, 0, 0]
         W, b, out = conv2d_to_dense(w, bias, self.shape[1:], strides, pads, dil, what=self._where(node))
         self._emit(node, Dense(W, b))
-        self._advance(node, (1, *out))
+        self._advance(node, (1, out[0], out[2]) if one_d else (1, *out))

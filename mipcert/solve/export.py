@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError, SolverError
+from ..quiet import new_highs
 from .standard_form import StandardForm, compile_model, symmetric_matrix
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ def _write_highs(sf: StandardForm, tmp: str) -> None:
     lp.col_names_ = sf.lp_col_names()
     lp.row_names_ = sf.lp_row_names()
     lp.model_name_ = "mipcert"
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     if h.passModel(lp) == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model while exporting it")
     if sf.q_obj is not None and len(sf.q_obj):

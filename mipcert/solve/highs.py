@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import SolverError, SolverUnavailableError
+from ..quiet import new_highs
 from .backend import Backend, EarlyStop, IncumbentCallback, Timer, finite_or_none
 from .outcome import Outcome, infeasible_bound, nothing_proven, safe_bound
 from .standard_form import QuadTerms, StandardForm, symmetric_matrix
@@ -88,7 +89,7 @@ class HighsBackend(Backend):
             raise SolverError(
                 f"HiGHS cannot solve quadratic constraints ({len(sf.q_rows)} of them, e.g. {first}): "
                 "use solver='scip' or solver='gurobi', or relax the products (McCormick)")
-        self.h = highspy.Highs()
+        self.h = new_highs(self.verbose)
         self._set_options()
         A = sf.A.tocsr()
         status = self.h.passModel(

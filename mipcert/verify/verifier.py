@@ -2,13 +2,18 @@
 
 For every region of the specification:
 
-1. falsify (random points, PGD) — a confirmed witness decides ``sat`` at once;
-2. bound (IBP / CROWN / LP) and read each clause's margin lower bound: ``> 0`` proves it;
-3. for inputs of few dimensions (exact mode only), branch and bound on the input box with
-   batched CROWN bounds (:mod:`mipcert.verify.branch`), which settles most of them;
-4. encode the rest (Big-M MILP, or the triangle LP) once, and minimise each open clause's
-   margin with the objective swapped in a persistent solver, stopping as soon as the dual
-   bound passes 0 (proved) or an incumbent is confirmed as a witness (``sat``).
+1. bound (IBP / CROWN / LP) and read each clause's margin lower bound: ``> 0`` proves it;
+2. falsify the regions left open (random points, PGD) — a confirmed witness decides
+   ``sat`` at once (with LP bounds, which cost more, the attack comes first);
+3. settle the open clauses by branch and bound on the input box with batched CROWN bounds
+   (:mod:`mipcert.verify.branch`; inputs of few dimensions, exact mode only) and by
+   minimising each open clause's margin over the encoding (Big-M MILP, or the triangle LP)
+   in a persistent solver, stopping as soon as the dual bound passes 0 (proved) or an
+   incumbent is confirmed as a witness (``sat``). The two take turns in time slices chosen
+   by their measured progress (:mod:`mipcert.verify.schedule`).
+
+``result.stats['phases']`` gives the seconds spent in each phase (attack, bounds, split,
+milp_build, milp).
 
 ``unsat`` needs a proven bound > 0 for every clause of every region; ``sat`` needs a witness
 re-run in float64 (and through onnxruntime when a reference is given). Anything else is
@@ -17,30 +22,28 @@ its points are never reported as witnesses.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
 import time
 
 import numpy as np
-from pyomo.core.expr.numeric_expr import LinearExpression
 
 from ..bounds import clause_margin_bounds, compute_bounds
-from ..errors import InputError
+from ..errors import InputError, SolverUnavailableError
 from ..relaxation import Relaxation
 from ..spec import Specification
-from .branch import MAX_SPLIT_DIM, input_split
-from .falsify import falsify, pgd, polish
+from .branch import MAX_SPLIT_DIM
+from .falsify import falsify
 from .result import VerificationResult
+from .schedule import SOLVER_PROOF_MARGIN, RegionRun  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-# A solver's dual bound comes from LPs solved to a feasibility tolerance (~1e-7), so a
-# clause counts as proved by a solver only when its bound clears this margin; bounds from
-# CROWN / input splitting are rigorous (outward-rounded) and only need to be > 0.
-SOLVER_PROOF_MARGIN = 1e-6
-# Share of the remaining time that input splitting may use before the MILP takes over.
-SPLIT_SHARE = 0.5
 # A witness from onnxruntime (float32) may miss the float64 margin by this much.
 REFERENCE_TOLERANCE = 1e-4
+# The attack before input splitting: 20 000 sampled forward passes, 4 PGD runs of 30 steps.
+QUICK_ATTACK = {"budget": 20_000, "restarts": 4, "steps": 30}
 
 
 class Witness:
@@ -68,20 +71,6 @@ class Witness:
         return True
 
 
-def _start_point(network, region, k, model, margin_var):
-    """A MIP start: the input where a short PGD on clause ``k`` ends, with all its values."""
-    from ..encode import point_values
-
-    clause = region.clauses[k]
-    centre = (region.lo + region.hi) / 2
-    xs, ms = pgd(network, region, clause, np.vstack([centre, region.lo, region.hi]), steps=30)
-    x = xs[int(np.argmin(ms))]
-    pairs = point_values(model.net, network, x)
-    if not isinstance(margin_var, LinearExpression):  # the epigraph variable of the clause
-        pairs.append((margin_var, float(clause.margin(network.forward(x))[0])))
-    return pairs
-
-
 def verify(network, spec: Specification, *, solver: str = "highs", relaxation="milp",
            bounds: str = "crown", timeout: float | None = None, reference=None,
            attack: bool = True, split: bool = True, seed: int = 0,
@@ -91,12 +80,28 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
     ``reference(x (B, n)) -> y (B, m)``: an independent forward pass (onnxruntime) that a
     witness must also fail. ``timeout`` in seconds covers the whole run. ``attack`` and
     ``split`` switch falsification and input splitting off (to exercise the MILP alone).
-    """
-    from ..encode import build_margin_model
-    from ..solve import PersistentSolver
-    from ..solve.backend import backend_class
 
-    backend_class(solver)  # a missing or unknown solver is an error before any work
+    numpy's BLAS runs on one thread meanwhile: the products here are small and many, and
+    OpenBLAS threads spinning on a busy machine made the attack 10x slower (31 s instead
+    of 3 s on mnist 256x2 with other jobs running); the solver keeps its own threads.
+    """
+    with _one_blas_thread():
+        return _verify(network, spec, solver=solver, relaxation=relaxation, bounds=bounds,
+                       timeout=timeout, reference=reference, attack=attack, split=split,
+                       seed=seed, threads=threads, device=device)
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, attack, split,
+            seed, threads, device) -> VerificationResult:
+    _check_solver(solver)  # a missing or unknown solver is an error before any work
     relaxation = Relaxation.parse(relaxation)
     if relaxation.exact_products:
         raise InputError("inference-time verification has no products of variables: "
@@ -125,84 +130,92 @@ def verify(network, spec: Specification, *, solver: str = "highs", relaxation="m
             res.counterexample, res.margin = (x, y), margin
         return res
 
-    checks = [Witness(network, region, reference) for region in spec.regions]
-    # 1. falsification over every region first: it is cheap and often decisive
-    if attack:
-        for region, check in zip(spec.regions, checks):
-            if falsify(network, region, rng=rng, check=check, deadline=deadline) is not None:
-                return done("sat", "attack", check.found)
+    phases: dict = {}
+    stats["phases"] = phases
 
+    def add_phase(name, seconds):
+        phases[name] = round(phases.get(name, 0.0) + seconds, 4)
+
+    decided: set[str] = set()
+    checks = [Witness(network, region, reference) for region in spec.regions]
+
+    def attack_all(regions, quick=False):
+        t = time.perf_counter()
+        kw = QUICK_ATTACK if quick else {}
+        try:
+            for region, check in regions:
+                if falsify(network, region, rng=rng, check=check, deadline=deadline,
+                           **kw) is not None:
+                    return check.found
+        finally:
+            add_phase("attack", time.perf_counter() - t)
+        return None
+
+    # 1. IBP / CROWN bounds are cheaper than the attack: bound every region first, and
+    #    attack only the regions they leave open (LP bounds cost more: attack first then)
+    cheap_bounds = bounds != "lp"
+    if attack and not cheap_bounds and (found := attack_all(zip(spec.regions, checks))):
+        return done("sat", "attack", found)
+    pending = []
     for region, check in zip(spec.regions, checks):
         rstats: dict = {"clauses": len(region.clauses)}
         stats["regions"].append(rstats)
+        if left() is not None and left() <= 0:
+            return done("timed-out", "")
+        t = time.perf_counter()
         b = compute_bounds(network, region.lo, region.hi, bounds, device=device,
                            time_limit=left())
         rstats.update(bounds=bounds, unstable=b.num_unstable, stable=b.num_stable,
                       bounds_seconds=round(b.seconds, 4))
         m_lo, m_hi = clause_margin_bounds(network, b, region, bounds)
+        add_phase("bounds", time.perf_counter() - t)
         # open clauses, the most likely to be violated (lowest bound) first
         open_k = sorted((k for k in range(len(region.clauses)) if m_lo[k] <= 0),
                         key=lambda k: m_lo[k])
         proven.extend(m_lo[k] for k in range(len(region.clauses)) if m_lo[k] > 0)
         rstats["proved_by_bounds"] = len(region.clauses) - len(open_k)
-        if not open_k:
-            continue
+        if open_k:
+            pending.append((region, check, b, m_lo, m_hi, open_k, rstats))
+    # 2. falsification of the open regions: cheap next to a MILP, and often decisive. A
+    #    region that input splitting will search (it tries box centres and PGD in the worst
+    #    boxes as it goes) gets a quick attack only: the full one cost 1.9 s on ACAS Xu
+    #    properties that splitting then proved in 0.07 s
+    if attack and cheap_bounds and pending:
+        splittable = relaxation.integral and split and network.input_size <= MAX_SPLIT_DIM
+        if (found := attack_all(((p[0], p[1]) for p in pending), quick=splittable)):
+            return done("sat", "attack", found)
+    # 3. input splitting and clause MILPs, scheduled by measured progress
+    for region, check, b, m_lo, m_hi, open_k, rstats in pending:
         if left() is not None and left() <= 0:
             timed_out = incomplete = True
             break
-        if relaxation.integral and split and network.input_size <= MAX_SPLIT_DIM:
-            share = None if left() is None else time.perf_counter() + SPLIT_SHARE * left()
-            res = input_split(network, region, check=check, deadline=share, device=device)
-            rstats["split"] = {"status": res.status, "boxes": res.boxes}
-            if res.status == "witness":
-                return done("sat", "split", check.found)
-            if res.status == "proved":
-                proven.append(max(res.bound, float(m_lo.min())))
-                continue
-        model, margins = build_margin_model(network, b, region, relaxation, m_lo, m_hi)
-        x_vars = model.net.inputs
-
-        def on_incumbent(get, check=check, region=region, x_vars=x_vars):
-            if not relaxation.integral:
-                return False  # LP points are never witnesses
-            x = get(x_vars)
-            if check(x):
-                return True
-            x2, m2 = polish(network, region, np.clip(x, region.lo, region.hi))
-            return bool(m2 <= 0 and check(x2))
-
-        engine = PersistentSolver(model, solver, threads=threads)
-        rstats["solves"] = []
-        for k in open_k:
-            engine.set_objective(margins[k], sense="min")
-            mip_start = _start_point(network, region, k, model, margins[k]) \
-                if relaxation.integral else None
-            out = engine.solve(time_limit=None if left() is None else max(left(), 0.01),
-                               stop_bound=SOLVER_PROOF_MARGIN,
-                               on_incumbent=on_incumbent, start=mip_start)
-            rstats["solves"].append({"clause": k, "status": out.status, "bound": out.bound,
-                                     "value": out.value, "seconds": round(out.seconds, 4)})
-            if check.found is not None:
-                return done("sat", "milp", check.found)
-            if out.bound > SOLVER_PROOF_MARGIN:
-                proven.append(max(out.bound, m_lo[k]))
-                continue
-            incomplete = True
-            if out.status == "time_limit" or (left() is not None and left() <= 0):
-                timed_out = True
-                break
-            if relaxation.integral and out.has_solution:
-                # optimum <= 0 but the incumbent did not confirm: try harder from it
-                x2, m2 = polish(network, region, np.clip(out.values(x_vars), region.lo, region.hi),
-                                steps=100)
-                if m2 <= 0 and check(x2):
-                    return done("sat", "milp", check.found)
-                log.warning("solver reports margin %.3g <= 0 on clause %d but no witness "
-                            "confirmed in float64", out.value, k)
-        if timed_out:
+        out = RegionRun(network, region, b, m_lo, m_hi, open_k, check, relaxation, solver,
+                        threads, split, device, left, add_phase, rstats).schedule()
+        if out.status == "witness":
+            return done("sat", out.decided_by, check.found)
+        if out.status == "proved":
+            proven.extend(out.bounds)
+            decided.add(out.decided_by)
+            continue
+        incomplete = True
+        if out.status == "timeout":
+            timed_out = True
             break
     if not incomplete:
-        used = {k for r in stats["regions"] for k in ("solves", "split") if k in r}
-        return done("unsat", "milp" if "solves" in used and relaxation.integral else
-                    "lp" if "solves" in used else "split" if "split" in used else "bounds")
+        return done("unsat", next((m for m in ("milp", "lp", "split") if m in decided), "bounds"))
     return done("timed-out" if timed_out else "unknown", "")
+
+
+def _check_solver(solver: str) -> None:
+    """An unknown solver, one that is not installed or (Gurobi) has no licence is an error.
+
+    The default, HiGHS (a hard dependency), is checked without importing it or the solve
+    stack (pyomo, scipy): most short runs never reach the MILP.
+    """
+    if str(solver).lower() == "highs":
+        if importlib.util.find_spec("highspy") is None:
+            raise SolverUnavailableError("highspy is not installed: pip install highspy")
+        return
+    from ..solve.backend import backend_class
+
+    backend_class(solver)

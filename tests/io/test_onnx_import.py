@@ -182,3 +182,26 @@ def test_grouped_and_huge_convolutions_are_refused(make_onnx):
                      name="huge.onnx")
     with pytest.raises(UnsupportedError, match="dense .* matrix"):
         load_onnx(path)
+
+
+def test_neg_and_1d_convolution_import_exactly(tmp_path):
+    """Neg on data and a 1-D Conv (lifted to height 1), checked against onnxruntime."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mipcert.io import load_onnx, onnx_forward
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 0], strides=[2]),
+         helper.make_node("Neg", ["c"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3])],
+        [numpy_helper.from_array(w, "w"),
+         numpy_helper.from_array(np.array([0.5, -0.25], np.float32), "b")])
+    path = tmp_path / "conv1d.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    net = load_onnx(path)          # raises if it disagrees with onnxruntime on probes
+    x = rng.uniform(-1, 1, size=(5, 21))
+    assert np.allclose(net.forward(x), onnx_forward(str(path), x), atol=1e-5)

@@ -1,0 +1,131 @@
+"""The verify scheduler: MILP early on small networks, round-robin clause slices, resumable
+input splitting, time per phase, and sound verdicts on download-free stand-ins with the
+shapes of ACAS Xu (5-50x6-5), mnist 256x2/x4/x6 and small control networks."""
+import numpy as np
+import pytest
+
+from mipcert.network import mlp
+from mipcert.spec import Clause, Region, Specification
+from mipcert.verify import verify
+from mipcert.verify.branch import SplitState, input_split
+from mipcert.verify.schedule import RegionRun
+from mipcert.verify.verifier import Witness
+
+
+def random_net(sizes, seed, bias=0.1):
+    rng = np.random.default_rng(seed)
+    return mlp([rng.normal(size=(o, i)) * np.sqrt(2.0 / i) for i, o in zip(sizes[:-1], sizes[1:])],
+               [rng.normal(size=o) * bias for o in sizes[1:]])
+
+
+def robustness(net, x0, eps, lo=-np.inf, hi=np.inf):
+    """Untargeted: unsafe iff some other class reaches the predicted one (one clause each)."""
+    y0 = net.forward(x0)
+    label, m = int(np.argmax(y0)), y0.size
+    clauses = []
+    for j in range(m):
+        if j != label:
+            C = np.zeros((1, m))
+            C[0, label], C[0, j] = 1.0, -1.0
+            clauses.append(Clause(C, [0.0]))
+    box_lo, box_hi = np.maximum(x0 - eps, lo), np.minimum(x0 + eps, hi)
+    return Specification([Region(box_lo, box_hi, clauses)], x0.size, m)
+
+
+def check_sound(net, spec, result, samples=4000):
+    """A sat witness fails the property in float64; an unsat bound holds on samples."""
+    region = spec.regions[0]
+    if result.verdict == "sat":
+        x, y = result.counterexample
+        assert region.contains(x, tol=1e-12)[0]
+        assert region.margin(net.forward(x))[0] <= 0
+    xs = region.lo + (region.hi - region.lo) * np.random.default_rng(1).random((samples, region.lo.size))
+    margins = region.margin(net.forward(xs))
+    if result.verdict == "unsat":
+        assert margins.min() >= result.bound
+    if margins.min() <= 0:
+        assert result.verdict != "unsat"
+
+
+class _Milp:
+    def __init__(self, engine=None, seconds=0.0):
+        self.engine, self.seconds, self.open = engine, seconds, [0]
+
+
+def test_turn_rule_follows_measured_progress():
+    """The rule of verify/schedule.py on measured states (splitting seconds, volume proved)."""
+    rule = RegionRun._next_is_milp
+    state = SplitState(*(np.zeros(0),) * 4, proved_fraction=0.5, seconds=1.0)
+    # no splitting possible, or splitting out of budget: the MILP
+    assert rule(None, False, None, state, _Milp(), False)
+    assert rule(None, True, "budget", state, _Milp(), False)
+    # splitting goes first, always
+    assert not rule(None, True, None, None, _Milp(), True)
+    # a small network's MILP right after the first slice, even while splitting progresses
+    assert rule(None, True, "timeout", state, _Milp(), True)
+    # splitting projected to finish within 1.5x its time so far keeps the turn
+    assert not rule(None, True, "timeout", state, _Milp(engine=1), True)
+    # no progress: the MILP gets turns until it has had half of splitting's time
+    stalled = SplitState(*(np.zeros(0),) * 4, proved_fraction=0.0, seconds=4.0)
+    assert rule(None, True, "timeout", stalled, _Milp(engine=1, seconds=1.0), False)
+    assert not rule(None, True, "timeout", stalled, _Milp(engine=1, seconds=2.5), False)
+
+
+def test_split_resumes_where_it_stopped_and_measures_progress():
+    net = random_net([3, 20, 20, 3], seed=2)
+    spec = robustness(net, np.array([0.1, 0.2, -0.1]), 0.25)
+    region = spec.regions[0]
+    check = Witness(net, region)
+    one = input_split(net, region, check=check, max_boxes=200_000)
+    state, fractions, status = None, [], "timeout"
+    for _ in range(10_000):
+        res = input_split(net, region, check=check, max_boxes=200_000, state=state,
+                          deadline=0.0)   # one round per call
+        state, status = res.state, res.status
+        fractions.append(state.proved_fraction)
+        if status != "timeout":
+            break
+    assert status == one.status
+    assert all(b >= a - 1e-12 for a, b in zip(fractions, fractions[1:]))
+    if status == "proved":
+        assert fractions[-1] == 1.0 and res.bound == pytest.approx(one.bound)
+
+
+def test_clause_milps_take_round_robin_slices():
+    """Every open clause gets a slice before any clause gets a second (doubled) one."""
+    net = random_net([20, 64, 64, 10], seed=5)
+    x0 = np.random.default_rng(0).uniform(0, 1, 20)
+    spec = robustness(net, x0, 0.08, 0.0, 1.0)
+    res = verify(net, spec, attack=False, timeout=20)
+    solves = res.stats["regions"][0].get("solves", [])
+    slices = [s["slice"] for s in solves]
+    assert slices == sorted(slices)
+    for value in set(slices):
+        ks = [s["clause"] for s in solves if s["slice"] == value]
+        assert len(ks) == len(set(ks))
+    check_sound(net, spec, res)
+
+
+STAND_INS = [
+    ("acasxu-5-50x6-5", [5] + [50] * 6 + [5], 0.05, None),
+    ("control-4-32x2-2", [4, 32, 32, 2], 0.1, None),
+    ("control-6-64x3-3", [6, 64, 64, 64, 3], 0.05, None),
+    ("mnist-256x2", [784, 256, 256, 10], 0.004, (0.0, 1.0)),
+    ("mnist-256x4", [784] + [256] * 4 + [10], 0.002, (0.0, 1.0)),
+    ("mnist-256x6", [784] + [256] * 6 + [10], 0.001, (0.0, 1.0)),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, sizes, eps, clip", STAND_INS, ids=[s[0] for s in STAND_INS])
+def test_stand_ins_give_sound_verdicts_and_report_phases(name, sizes, eps, clip):
+    net = random_net(sizes, seed=len(sizes))
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform(0, 1, sizes[0]) if clip else rng.uniform(-0.5, 0.5, sizes[0])
+    spec = robustness(net, x0, eps, *(clip or (-np.inf, np.inf)))
+    res = verify(net, spec, timeout=20)
+    assert res.verdict in ("sat", "unsat", "unknown", "timed-out")
+    phases = res.stats["phases"]
+    assert "bounds" in phases and all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) <= res.seconds + 0.5
+    check_sound(net, spec, res, samples=2000)

@@ -60,11 +60,13 @@ def register(subparsers) -> None:
 
 def run_agt(args: argparse.Namespace) -> int:
     from ..agt.api import certify_instance
+    from ..quiet import stdout_to_stderr
 
-    outcome = certify_instance(
-        args.instance, method=args.method, device=args.device, horizon=args.horizon,
-        solver=args.solver, time_limit=args.time_limit, workers=args.workers,
-        scheduler=args.scheduler, faces=args.faces, progress=progress_printer(args))
+    with stdout_to_stderr():  # solver banners (worker processes too) never reach stdout
+        outcome = certify_instance(
+            args.instance, method=args.method, device=args.device, horizon=args.horizon,
+            solver=args.solver, time_limit=args.time_limit, workers=args.workers,
+            scheduler=args.scheduler, faces=args.faces, progress=progress_printer(args))
     plot = None
     if args.plot:
         from ..report.agt_plot import plot_certified_regions

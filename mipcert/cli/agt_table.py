@@ -33,9 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
     methods = parse_list(args.methods, METHODS, "method")
     horizons = parse_list(args.horizons, None, "horizon")
-    table = relaxation_table(args.instance, methods, horizons, args.solver, args.time_limit,
-                             args.workers, args.scheduler, args.exact_check,
-                             progress_printer(args))
+    from ..quiet import stdout_to_stderr
+
+    with stdout_to_stderr():
+        table = relaxation_table(args.instance, methods, horizons, args.solver,
+                                 args.time_limit, args.workers, args.scheduler,
+                                 args.exact_check, progress_printer(args))
     if args.json:
         write_text_atomic(args.json, json.dumps(table))
     if args.csv:

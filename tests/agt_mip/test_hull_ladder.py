@@ -47,7 +47,7 @@ def test_linear_model_exact_equals_hull(loss, pert):
 @pytest.mark.parametrize("loss,pert", [("hinge", FLIP), ("squared", REMOVE)])
 def test_mlp_exact_equals_hull(loss, pert):
     """One hidden ReLU layer: MIQCP (SCIP) equals the hull; MILP / QCP / LP contain it."""
-    run = tiny_run(loss, (2,), n=6, steps=2, batch=3, seed=2)
+    run = tiny_run(loss, (2,), n=4, steps=2, batch=2, seed=2)
     lo, hi = _hull(run, pert)
     res = mip_agt(run, pert, "miqcp", "full", solver="scip")
     np.testing.assert_allclose(res.lower, lo, atol=1e-5)
@@ -61,7 +61,7 @@ def test_ladder_same_bounds():
     """Without progressive tightening every method uses the same interval bounds, so
     IBP ⊇ LP ⊇ QCP ⊇ MIQCP and LP ⊇ MILP ⊇ MIQCP hold parameter by parameter; for the
     exact methods the full horizon is inside every rolling horizon."""
-    run = tiny_run("hinge", (2,), n=6, steps=2, batch=3, seed=4)
+    run = tiny_run("hinge", (2,), n=4, steps=2, batch=2, seed=4)
     pert = FLIP
     ibp = interval_agt(run, pert)
     res = {m: mip_agt(run, pert, m, "full", solver="scip" if m in ("qcp", "miqcp") else "highs",

@@ -108,6 +108,7 @@ class CompareResult:
     timeout: float | None
     seconds: float = 0.0
     relus: int = 0          # ReLUs of the network
+    prop: str = "cr"        # the property compared (PropertyConfig.label())
 
     def at(self, eps: float) -> list[PointResult]:
         return [p for p in self.points if p.eps == eps]
@@ -147,7 +148,8 @@ class CompareResult:
         return out
 
     def to_json(self) -> dict:
-        return {"name": self.name, "network": self.network, "eps": self.eps,
+        return {"name": self.name, "network": self.network, "property": self.prop,
+                "eps": self.eps,
                 "methods": self.methods, "solver": self.solver, "timeout": self.timeout,
                 "seconds": round(self.seconds, 4), "relus": self.relus,
                 "timing": "ibp/crown: batch time / number of points; lp: its solves plus the "
@@ -258,19 +260,54 @@ def lp_margin_bound(network, bounds, region, solver: str = "highs", threads: int
     return best
 
 
+def _exact_job(job: dict) -> tuple[dict[str, MethodResult], np.ndarray | None]:
+    """The LP and MILP of one point at one eps (a module-level function, so that it can run
+    in another process or on a Dask worker); returns the method results and the MILP's
+    counterexample (or ``None``)."""
+    from ..bounds import Bounds
+    from .verifier import verify
+
+    network, spec, broken = job["network"], job["spec"], job["broken"]
+    region = spec.regions[0]
+    solver, timeout, threads = job["solver"], job["timeout"], job["threads"]
+    out, cex = {}, None
+    if "lp" in job["methods"]:
+        t1 = time.perf_counter()
+        bnd = Bounds(region.lo, region.hi, job["pre"], "crown", 0.0, job["relus"])
+        lb = lp_margin_bound(network, bnd, region, solver, threads, timeout)
+        out["lp"] = MethodResult(_num(lb), time.perf_counter() - t1 + job["crown_seconds"],
+                                 _status(lb, broken), stable=job["stable"])
+    if "milp" in job["methods"]:
+        r = verify(network, spec, solver=solver, relaxation="milp", bounds="crown",
+                   timeout=timeout, reference=job["reference"], attack=False, seed=job["seed"],
+                   threads=threads, device="cpu")
+        bound = r.margin if r.verdict == "sat" else r.bound
+        status = _status(bound, broken)
+        if r.verdict == "sat":
+            status, cex = "falsified", r.counterexample[0]
+        elif r.verdict in ("unknown", "timed-out") and not broken:
+            status = "open"
+        regions = r.stats.get("regions") or [{}]
+        out["milp"] = MethodResult(_num(bound), r.seconds, status, r.verdict,
+                                   stable=regions[0].get("stable"))
+    return out, cex
+
+
 def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float = 0.0,
             input_hi: float = 1.0, solver: str = "highs", timeout: float | None = 30.0,
             threads: int | None = 1, seed: int = 0, reference=None, name: str = "compare",
-            network_name: str = "", progress: Progress | None = None) -> CompareResult:
+            network_name: str = "", progress: Progress | None = None,
+            workers: int | None = None, scheduler: str | None = None) -> CompareResult:
     """Run every method on every point ``X`` ``(n, d)`` / ``labels`` ``(n,)`` at every eps.
 
     ``timeout``: seconds per LP (all its targets) and per MILP, for one point at one eps.
     ``reference(x (B, d)) -> z (B, m)``: an independent forward pass (onnxruntime) a
     counterexample must also fail. ``progress(done, total, text)`` is called after each
-    point. See the module docstring for the meaning of every number.
+    eps. ``workers`` / ``scheduler``: where the per-point LPs and MILPs run
+    (:func:`mipcert.verify.pointjobs.run_jobs`). See the module docstring for every number.
     """
-    from ..bounds import Bounds
-    from .verifier import Witness, verify
+    from .pointjobs import run_jobs
+    from .verifier import Witness
 
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -285,8 +322,9 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
     relus = [blk.relu for blk in network.affine_relu_stack()]
     nominal = true_margins(network, X, labels)
     predicted = network.forward(X).argmax(axis=1)
-    n, total, done = len(X), len(X) * len(eps_values), 0
+    n, total = len(X), len(X) * len(eps_values)
     points: list[PointResult] = []
+    jobs: list[dict] = []
     for eps in eps_values:
         lo, hi = np.clip(X - eps, input_lo, input_hi), np.clip(X + eps, input_lo, input_hi)
         t0 = time.perf_counter()
@@ -294,9 +332,10 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
         t_attack = (time.perf_counter() - t0) / n
         batch = {m: _batch_bounds(network, lo, hi, labels, m)
                  for m in ("ibp", "crown") if m in methods or (m == "crown" and "lp" in methods)}
+        todo = []
         for i in range(n):
             spec = robustness_spec(X[i], int(labels[i]), eps, network.output_size,
-                                   input_lo=input_lo, input_hi=input_hi)
+                                   input_lo=input_lo, input_hi=input_hi, name=f"point{i}")
             region = spec.regions[0]
             p = PointResult(int(i), int(labels[i]), int(predicted[i]), float(eps),
                             float(nominal[i]), float(best_m[i]), t_attack, False)
@@ -304,79 +343,83 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
                 p.falsified, p.counterexample = True, X[i].copy()
             elif best_m[i] <= 0 and Witness(network, region, reference)(best_x[i]):
                 p.falsified, p.counterexample = True, best_x[i].copy()
-            broken = p.falsified
             for m in ("ibp", "crown"):
                 if m in methods:
                     b, _, sec, stable = batch[m]
                     p.methods[m] = MethodResult(float(b[i]), sec / n,
-                                                _status(b[i], broken, p.misclassified),
+                                                _status(b[i], p.falsified, p.misclassified),
                                                 stable=int(stable[i]))
-            if "lp" in methods:
-                if p.misclassified:
-                    p.methods["lp"] = MethodResult(None, 0.0, "misclassified", "not run")
-                else:
-                    _, pre, sec_c, stable = batch["crown"]
-                    t1 = time.perf_counter()
-                    bnd = Bounds(region.lo, region.hi, [(l[i], u[i]) for l, u in pre], "crown",
-                                 0.0, relus)
-                    lb = lp_margin_bound(network, bnd, region, solver, threads, timeout)
-                    sec = time.perf_counter() - t1 + sec_c / n
-                    p.methods["lp"] = MethodResult(_num(lb), sec, _status(lb, broken),
-                                                   stable=int(stable[i]))
-            if "milp" in methods:
-                if p.misclassified:
-                    p.methods["milp"] = MethodResult(None, 0.0, "misclassified", "not run")
-                else:
-                    r = verify(network, spec, solver=solver, relaxation="milp", bounds="crown",
-                               timeout=timeout, reference=reference, attack=False, seed=seed,
-                               threads=threads, device="cpu")
-                    bound = r.margin if r.verdict == "sat" else r.bound
-                    status = _status(bound, broken)
-                    if r.verdict == "sat":
-                        status = "falsified"
-                        if not broken:
-                            p.counterexample = r.counterexample[0]
-                    elif r.verdict in ("unknown", "timed-out") and not broken:
-                        status = "open"
-                    regions = r.stats.get("regions") or [{}]
-                    p.methods["milp"] = MethodResult(_num(bound), r.seconds, status, r.verdict,
-                                                     stable=regions[0].get("stable"))
-            for m, res in p.methods.items():
-                if res.status == "conflict":
-                    log.error("SOUNDNESS CONFLICT: %s proves margin %.6g > 0 for point %d at "
-                              "eps %g, but a validated counterexample has margin %.6g", m,
-                              res.bound, i, eps, min(p.attack_margin, p.nominal_margin))
-            points.append(p)
-            done += 1
-            if progress is not None:
-                progress(done, total, f"eps={eps:g} point {i}")
+            for m in ("lp", "milp"):
+                if m in methods and p.misclassified:
+                    p.methods[m] = MethodResult(None, 0.0, "misclassified", "not run")
+            todo.append(p)
+            if not p.misclassified and ("lp" in methods or "milp" in methods):
+                crown = batch.get("crown")
+                jobs.append(dict(
+                    spec=spec, eps=float(eps), methods=methods, broken=p.falsified, relus=relus,
+                    pre=None if crown is None else [(l[i], u[i]) for l, u in crown[1]],
+                    crown_seconds=0.0 if crown is None else crown[2] / n,
+                    stable=None if crown is None else int(crown[3][i])))
+        points += todo
+    shared = dict(network=network, solver=solver, timeout=timeout, threads=threads, seed=seed,
+                  reference=reference)
+    results = run_jobs(_exact_job, [dict(j, **shared) for j in jobs], workers=workers,
+                       scheduler=scheduler, progress=progress, done=total - len(jobs),
+                       total=total)
+    by_name = {(j["eps"], j["spec"].name): r for j, r in zip(jobs, results)}
+    for p in points:
+        found = by_name.get((p.eps, f"point{p.index}"))
+        if found is not None:
+            exact, cex = found
+            p.methods.update(exact)
+            if cex is not None and not p.falsified:
+                p.counterexample = cex
+        p.methods = {m: p.methods[m] for m in methods}
+        for m, res in p.methods.items():
+            if res.status == "conflict":
+                log.error("SOUNDNESS CONFLICT: %s proves margin %.6g > 0 for point %d at eps "
+                          "%g, but a validated counterexample has margin %.6g", m, res.bound,
+                          p.index, p.eps, min(p.attack_margin, p.nominal_margin))
     return CompareResult(name, network_name, [float(e) for e in eps_values], methods, points,
                          solver, timeout, time.perf_counter() - start, network.num_relus)
 
 
 def compare_instance(instance: RobustnessInstance, *, methods=None, first: int | None = None,
                      timeout: float | None = None, solver: str | None = None,
-                     progress: Progress | None = None) -> CompareResult:
-    """:func:`compare` on an instance file's network and points; arguments override it."""
-    from dataclasses import replace
+                     progress: Progress | None = None, workers: int | None = None,
+                     scheduler: str | None = None) -> CompareResult:
+    """:func:`compare` (or, for a property other than CR, :func:`~mipcert.verify.props.
+    compare.compare_property`) on an instance file's network and points; arguments override it."""
+    from ..io import load_network
+    from .pointjobs import OnnxReference
 
-    from ..io import load_network, onnx_forward
-
-    if first is not None and first < 1:
-        raise InputError(f"--first {first}: need at least one point")
     if timeout is not None and not timeout > 0:
         raise InputError(f"--timeout {timeout}: must be > 0 seconds")
-    data = replace(instance.data, first=first) if first is not None else instance.data
     network = load_network(instance.network_path)
-    X, y = instance.load_points() if data is instance.data else \
-        RobustnessInstance.load_points(replace(instance, data=data))
-    reference = None
-    if instance.network_path.lower().endswith(".onnx"):
-        def reference(x, _p=instance.network_path):
-            return onnx_forward(_p, x)
-    return compare(network, X, y, instance.eps, methods or instance.methods,
-                   input_lo=instance.input_lo, input_hi=instance.input_hi,
-                   solver=solver or instance.solver,
-                   timeout=timeout if timeout is not None else instance.timeout,
-                   threads=instance.threads, seed=instance.seed, reference=reference,
-                   name=instance.name, network_name=instance.network_path, progress=progress)
+    X, y = instance_points(instance, first)
+    reference = OnnxReference(instance.network_path) \
+        if instance.network_path.lower().endswith(".onnx") else None
+    kwargs = dict(input_lo=instance.input_lo, input_hi=instance.input_hi,
+                  solver=solver or instance.solver,
+                  timeout=timeout if timeout is not None else instance.timeout,
+                  threads=instance.threads, seed=instance.seed, reference=reference,
+                  name=instance.name, network_name=instance.network_path, progress=progress,
+                  workers=workers, scheduler=scheduler)
+    if instance.kind != "cr":
+        from .props.compare import compare_property
+
+        return compare_property(network, X, y, instance.eps, instance.prop,
+                                methods or instance.methods, **kwargs)
+    return compare(network, X, y, instance.eps, methods or instance.methods, **kwargs)
+
+
+def instance_points(instance: RobustnessInstance, first: int | None = None):
+    """The instance's test points ``(X (n, d), y (n,))``, cut to the first ``first``."""
+    from dataclasses import replace
+
+    if first is None:
+        return instance.load_points()
+    if first < 1:
+        raise InputError(f"--first {first}: need at least one point")
+    return RobustnessInstance.load_points(replace(instance, data=replace(instance.data,
+                                                                         first=first)))

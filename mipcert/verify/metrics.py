@@ -134,9 +134,10 @@ def metrics(network, X, labels, eps_values, config, *, samples: int = DEFAULT_SA
         raise InputError(f"--samples {samples}: need at least one sample per point")
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    X, labels, index = config.select(X, labels)
     start = time.perf_counter()
-    jobs = [dict(network=network, config=config, x0=X[i], label=int(labels[i]), index=i,
-                 eps=float(eps), eps_index=e, input_lo=input_lo, input_hi=input_hi,
+    jobs = [dict(network=network, config=config, x0=X[i], label=int(labels[i]),
+                 index=int(index[i]), eps=float(eps), eps_index=e, input_lo=input_lo, input_hi=input_hi,
                  reference=reference, samples=samples, solver=solver, timeout=timeout,
                  threads=threads, seed=seed)
             for e, eps in enumerate(eps_values) for i in range(len(X))]

@@ -17,6 +17,7 @@ for all ``x`` (and ``x'``) in ``[x0 - eps, x0 + eps] ∩ [input_lo, input_hi]``.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 from ...errors import InputError
@@ -25,6 +26,8 @@ from .fairness import IndividualFairness
 from .lr import LR_TOLERANCE, LipschitzRobustness
 from .scr import StrongClassificationRobustness, softmax_at
 from .spec_based import ClassificationRobustness, StandardRobustness
+
+log = logging.getLogger(__name__)
 
 KINDS = ("cr", "targeted", "sr", "lr", "scr", "fairness")
 #: the parameters each kind needs (``values`` / ``interval``: one of the two)
@@ -61,6 +64,27 @@ class PropertyConfig:
         """A short readable name, e.g. ``sr(delta=0.5)``."""
         params = ", ".join(f"{k}={v}" for k, v in self.as_dict().items() if k != "kind")
         return f"{self.kind}({params})" if params else self.kind
+
+    def applicable(self, labels) -> "np.ndarray":
+        """Mask of the test points the property speaks of: for ``targeted``, the points whose
+        label is not the target (towards its own class the property is vacuous)."""
+        import numpy as np
+
+        labels = np.asarray(labels).reshape(-1)
+        return labels != self.target if self.kind == "targeted" else np.ones(len(labels), bool)
+
+    def select(self, X, labels):
+        """``(X, labels, indices)`` of the applicable points; an error when none is left."""
+        import numpy as np
+
+        keep = self.applicable(labels)
+        if not keep.any():
+            raise InputError(f"{self.label()}: every test point has the target class as its "
+                             "label; choose another target")
+        if not keep.all():
+            log.warning("%s: %d test point(s) labelled with the target class are skipped",
+                        self.label(), int((~keep).sum()))
+        return np.asarray(X)[keep], np.asarray(labels)[keep], np.flatnonzero(keep)
 
     def pose(self, network, x0, label: int, eps: float, input_lo=0.0, input_hi=1.0,
              reference=None) -> PosedProperty:

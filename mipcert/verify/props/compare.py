@@ -108,12 +108,13 @@ def compare_property(network, X, labels, eps_values, config, methods, *, input_l
 
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    X, labels, index = config.select(X, labels)
     methods = [m for m in METHODS if m in set(methods)]
     predicted = network.forward(X).argmax(axis=1)
     start = time.perf_counter()
     jobs = [dict(network=network, config=config, x0=X[i], label=int(labels[i]),
-                 predicted=int(predicted[i]), index=i, eps=float(eps), eps_index=e,
-                 input_lo=input_lo, input_hi=input_hi, reference=reference, methods=methods,
+                 predicted=int(predicted[i]), index=int(index[i]), eps=float(eps),
+                 eps_index=e,                 input_lo=input_lo, input_hi=input_hi, reference=reference, methods=methods,
                  solver=solver, timeout=timeout, threads=threads, seed=seed)
             for e, eps in enumerate(eps_values) for i in range(len(X))]
     points = run_jobs(point_job, jobs, workers=workers, scheduler=scheduler, progress=progress)

@@ -139,6 +139,18 @@ def test_fairness_matches_enumeration(domain):
     assert seen["sat"] and seen["unsat"], seen
 
 
+def test_fairness_margin_is_symmetric_in_the_two_copies():
+    rng, W, b, x0, eps = tiny(2, n0=3)
+    p = PropertyConfig("fairness", sensitive=[0], interval=[[0.0, 1.0]]).pose(
+        mlp(W, b), x0, 0, eps)
+    U = p.sample(rng, 500)
+    swapped = U.copy()
+    swapped[:, 0], swapped[:, 3] = U[:, 3], U[:, 0]
+    assert np.array_equal(p.margins(U), p.margins(swapped))
+    za, zb = fwd(W, b, U[:, :3]), fwd(W, b, np.c_[U[:, 3], U[:, 1:3]])
+    assert np.array_equal(p.violated(p.margins(U)), za.argmax(1) != zb.argmax(1))
+
+
 def lr_truth(W, b, lo, hi, L):
     """``max over x, x' in the box of ||f(x) - f(x')||_inf - L ||x - x'||_inf`` exactly: one
     LP per pair of linear pieces and output (the side f(x') - f(x) is the swapped pair)."""

@@ -11,7 +11,10 @@ input set unchanged), with rows::
     z_k(x)  - z_t(x)  <= 0   for k != t        (t is an argmax of copy A)
     z_k(x') - z_j(x') <= 0   for k != j        (j is an argmax of copy B)
 
-``mu(u) = min_{t<j} max(rows)``; violated iff ``mu <= 0`` (a tie counts, as for CR). With
+The margin of one pair ``u`` needs every ordered pair, ``mu(u) = min_{t != j} max(rows)``
+(the swapped pair is another point of the input set, not this one); violated iff ``mu <= 0``
+(a tie counts, as for CR). The verifier and the bounds, which range over the whole
+(swap-symmetric) input set, need only ``t < j``. With
 discrete domains every ordered pair of distinct sensitive assignments is one region whose
 sensitive entries are fixed, so a witness always takes values of the domain.
 """
@@ -30,11 +33,14 @@ from .spec_based import SpecProperty
 MAX_REGIONS = 256
 
 
-def fairness_clauses(m: int) -> list[Clause]:
-    """The ``m (m - 1) / 2`` clauses of the module docstring over twin outputs ``(2 m,)``."""
+def fairness_clauses(m: int, ordered: bool = False) -> list[Clause]:
+    """The ``m (m - 1) / 2`` clauses ``t < j`` of the module docstring over twin outputs
+    ``(2 m,)``; ``ordered``: all ``m (m - 1)`` pairs ``t != j``."""
     clauses = []
     for t in range(m):
-        for j in range(t + 1, m):
+        for j in range(m) if ordered else range(t + 1, m):
+            if j == t:
+                continue
             rows = []
             for k in range(m):
                 if k != t:
@@ -73,7 +79,8 @@ class IndividualFairness(SpecProperty):
         self.shared = np.ones(n, dtype=bool)
         self.shared[S] = False
         self.net = twin_network(network, self.shared)
-        self.clauses = fairness_clauses(m)
+        self.clauses = fairness_clauses(m)                  # verifier, bounds, attack
+        self.pair_clauses = fairness_clauses(m, ordered=True)  # the margin of one pair
         self.regions = []
         if interval is not None:
             iv = np.asarray(interval, dtype=np.float64).reshape(-1, 2)
@@ -91,6 +98,9 @@ class IndividualFairness(SpecProperty):
                 raise InputError(f"the sensitive domain gives {len(pairs)} ordered pairs of "
                                  f"assignments (at most {MAX_REGIONS}); use 'interval' instead")
             self.regions = [self._box(a, a, b, b) for a, b in pairs]
+
+    def clause_margins(self, Y):
+        return np.stack([c.margin(Y) for c in self.pair_clauses], axis=1)
 
     def _box(self, a_lo, a_hi, b_lo, b_hi):
         lo, hi = self.lo.copy(), self.hi.copy()

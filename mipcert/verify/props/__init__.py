@@ -65,7 +65,7 @@ class PropertyConfig:
         params = ", ".join(f"{k}={v}" for k, v in self.as_dict().items() if k != "kind")
         return f"{self.kind}({params})" if params else self.kind
 
-    def applicable(self, labels) -> "np.ndarray":
+    def applicable(self, labels):
         """Mask of the test points the property speaks of: for ``targeted``, the points whose
         label is not the target (towards its own class the property is vacuous)."""
         import numpy as np

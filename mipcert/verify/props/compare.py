@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compare import CompareResult, MethodResult, PointResult, Progress
+from ..compare_result import CompareResult, MethodResult, PointResult, Progress
 from ..pointjobs import job_rng, run_jobs
 
 log = logging.getLogger(__name__)

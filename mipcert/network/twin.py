@@ -14,7 +14,8 @@ Layout for ``twin = twin_network(net, shared)`` with ``n`` inputs, ``m`` outputs
     twin output (z(x) (m,), z(x') (m,))
 
 Each block of the stack becomes ``[[W, 0], [0, W]]`` (the first one reads ``x'`` through a
-selection matrix), so ``twin.forward(u) == (net.forward(x), net.forward(x'))`` (up to the summation order).
+selection matrix), so ``twin.forward(u) == (net.forward(x), net.forward(x'))`` (up to the
+summation order).
 """
 from __future__ import annotations
 

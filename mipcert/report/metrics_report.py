@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import InputError
+from .plot import save_png_atomic
 from .table import _plain_table
 
 HEADERS = ["eps", "points", "satisfaction", "security", "accuracy", "undecided", "conflicts",
@@ -71,15 +70,4 @@ def plot_metrics(result, path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{result.name}: {result.prop}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
-    return path
+    return save_png_atomic(fig, path)

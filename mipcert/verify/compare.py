@@ -273,6 +273,20 @@ def compare_instance(instance: RobustnessInstance, *, methods=None, first: int |
                      scheduler: str | None = None) -> CompareResult:
     """:func:`compare` (or, for a property other than CR, :func:`~mipcert.verify.props.
     compare.compare_property`) on an instance file's network and points; arguments override it."""
+    network, X, y, kwargs = instance_run(instance, first=first, timeout=timeout, solver=solver)
+    kwargs.update(progress=progress, workers=workers, scheduler=scheduler)
+    if instance.kind != "cr":
+        from .props.compare import compare_property
+
+        return compare_property(network, X, y, instance.eps, instance.prop,
+                                methods or instance.methods, **kwargs)
+    return compare(network, X, y, instance.eps, methods or instance.methods, **kwargs)
+
+
+def instance_run(instance: RobustnessInstance, *, first=None, timeout=None, solver=None):
+    """``(network, X, y, kwargs)`` for a run on an instance file: its network, its points (the
+    first ``first``), and the keyword arguments shared by :func:`compare`,
+    ``compare_property`` and ``metrics`` (``timeout`` and ``solver`` override the file's)."""
     from ..io import load_network
     from .pointjobs import OnnxReference
 
@@ -286,14 +300,8 @@ def compare_instance(instance: RobustnessInstance, *, methods=None, first: int |
                   solver=solver or instance.solver,
                   timeout=timeout if timeout is not None else instance.timeout,
                   threads=instance.threads, seed=instance.seed, reference=reference,
-                  name=instance.name, network_name=instance.network_path, progress=progress,
-                  workers=workers, scheduler=scheduler)
-    if instance.kind != "cr":
-        from .props.compare import compare_property
-
-        return compare_property(network, X, y, instance.eps, instance.prop,
-                                methods or instance.methods, **kwargs)
-    return compare(network, X, y, instance.eps, methods or instance.methods, **kwargs)
+                  name=instance.name, network_name=instance.network_path)
+    return network, X, y, kwargs
 
 
 def instance_points(instance: RobustnessInstance, first: int | None = None):

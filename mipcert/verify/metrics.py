@@ -137,7 +137,8 @@ def metrics(network, X, labels, eps_values, config, *, samples: int = DEFAULT_SA
     X, labels, index = config.select(X, labels)
     start = time.perf_counter()
     jobs = [dict(network=network, config=config, x0=X[i], label=int(labels[i]),
-                 index=int(index[i]), eps=float(eps), eps_index=e, input_lo=input_lo, input_hi=input_hi,
+                 index=int(index[i]), eps=float(eps), eps_index=e, input_lo=input_lo,
+                 input_hi=input_hi,
                  reference=reference, samples=samples, solver=solver, timeout=timeout,
                  threads=threads, seed=seed)
             for e, eps in enumerate(eps_values) for i in range(len(X))]
@@ -149,22 +150,10 @@ def metrics(network, X, labels, eps_values, config, *, samples: int = DEFAULT_SA
 def metrics_instance(instance, *, first=None, samples: int = DEFAULT_SAMPLES, timeout=None,
                      solver=None, progress=None, workers=None, scheduler=None) -> MetricsResult:
     """:func:`metrics` on an instance file's network, points, radii and property."""
-    from ..errors import InputError
-    from ..io import load_network
-    from .compare import instance_points
-    from .pointjobs import OnnxReference
+    from .compare import instance_run
     from .props import PropertyConfig
 
-    if timeout is not None and not timeout > 0:
-        raise InputError(f"--timeout {timeout}: must be > 0 seconds")
-    network = load_network(instance.network_path)
-    X, y = instance_points(instance, first)
-    reference = OnnxReference(instance.network_path) \
-        if instance.network_path.lower().endswith(".onnx") else None
+    network, X, y, kwargs = instance_run(instance, first=first, timeout=timeout, solver=solver)
     return metrics(network, X, y, instance.eps, instance.prop or PropertyConfig("cr"),
-                   samples=samples, input_lo=instance.input_lo, input_hi=instance.input_hi,
-                   solver=solver or instance.solver,
-                   timeout=timeout if timeout is not None else instance.timeout,
-                   threads=instance.threads, seed=instance.seed, reference=reference,
-                   name=instance.name, network_name=instance.network_path, progress=progress,
-                   workers=workers, scheduler=scheduler)
+                   samples=samples, progress=progress, workers=workers, scheduler=scheduler,
+                   **kwargs)

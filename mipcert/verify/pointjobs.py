@@ -62,8 +62,8 @@ def run_jobs(fn: Callable[[Any], Any], jobs: list, *, workers: int | None = None
             progress(total, total, "done")
         return out
     if progress is not None and jobs:
-        progress(done, total, f"{len(jobs)} jobs on "
-                 f"{'the cluster' if scheduler else str(workers or default_workers()) + ' workers'}")
+        where = "the cluster" if scheduler else f"{workers or default_workers()} workers"
+        progress(done, total, f"{len(jobs)} jobs on {where}")
 
     if workers is not None and workers < 1:
         raise InputError(f"--workers {workers}: need at least 1")
@@ -71,7 +71,8 @@ def run_jobs(fn: Callable[[Any], Any], jobs: list, *, workers: int | None = None
         try:
             from dask.distributed import Client
         except ImportError:  # pragma: no cover - distributed is a dependency
-            raise InputError("--scheduler needs dask.distributed: pip install distributed") from None
+            raise InputError("--scheduler needs dask.distributed: "
+                             "pip install distributed") from None
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:

@@ -11,7 +11,8 @@ margin, uniform sampling, PGD attack, bounds (ibp / crown / lp) and exact verifi
 | ``sr`` | ``||z(x) - z(x0)||_inf <= delta`` | ``delta`` |
 | ``lr`` | ``||z(x) - z(x')||_inf <= L ||x - x'||_inf`` | ``L`` |
 | ``scr`` | ``softmax(z(x))_y >= eta`` | ``eta`` |
-| ``fairness`` | same class when only the sensitive features change | ``sensitive``, ``values`` or ``interval`` |
+| ``fairness`` | same class when only the sensitive features change | ``sensitive``, |
+|  |  | ``values`` or ``interval`` |
 
 for all ``x`` (and ``x'``) in ``[x0 - eps, x0 + eps] ∩ [input_lo, input_hi]``.
 """
@@ -52,7 +53,8 @@ class PropertyConfig:
         if self.kind == "robustness":
             self.kind = "cr"
         if self.kind not in KINDS:
-            raise InputError(f"unknown property kind {self.kind!r}: choose one of {', '.join(KINDS)}")
+            raise InputError(f"unknown property kind {self.kind!r}: choose one of "
+                             f"{', '.join(KINDS)}")
         for p in PARAMETERS[self.kind]:
             if getattr(self, p) in (None, []):
                 raise InputError(f"property kind {self.kind!r} needs the parameter {p!r}")

@@ -85,7 +85,8 @@ class PosedProperty:
 
     # ------------------------------------------------------------ sampling and attack
     def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        """``count`` points uniform in the sample space (equal shares per region), ``(count, d)``."""
+        """``count`` points uniform in the sample space (equal shares per region),
+        ``(count, d)``."""
         k = len(self.regions)
         per = np.full(k, count // k)
         per[: count % k] += 1

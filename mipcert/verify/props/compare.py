@@ -114,8 +114,8 @@ def compare_property(network, X, labels, eps_values, config, methods, *, input_l
     start = time.perf_counter()
     jobs = [dict(network=network, config=config, x0=X[i], label=int(labels[i]),
                  predicted=int(predicted[i]), index=int(index[i]), eps=float(eps),
-                 eps_index=e,                 input_lo=input_lo, input_hi=input_hi, reference=reference, methods=methods,
-                 solver=solver, timeout=timeout, threads=threads, seed=seed)
+                 eps_index=e, input_lo=input_lo, input_hi=input_hi, reference=reference,
+                 methods=methods, solver=solver, timeout=timeout, threads=threads, seed=seed)
             for e, eps in enumerate(eps_values) for i in range(len(X))]
     points = run_jobs(point_job, jobs, workers=workers, scheduler=scheduler, progress=progress)
     return CompareResult(name, network_name, [float(e) for e in eps_values], methods, points,

@@ -147,7 +147,8 @@ class StrongClassificationRobustness(PosedProperty):
         K = range(len(targets))
         model.g = pyo.Var(K, bounds=lambda _, k: (float(g_lo[k]), float(g_hi[k])))
         y = model.net.outputs
-        model.g_def = pyo.Constraint(K, rule=lambda _, k: model.g[k] - y[targets[k]] + y[self.label] == 0)
+        model.g_def = pyo.Constraint(
+            K, rule=lambda _, k: model.g[k] - y[targets[k]] + y[self.label] == 0)
         backend = backend_class("scip")(compile_model(model, require_objective=False))
         g_cols = [backend.index._by_id[id(model.g[k])] for k in K]
         first = backend.n_cols
@@ -170,7 +171,8 @@ class StrongClassificationRobustness(PosedProperty):
         stats["exact"] = {"status": out.status, "bound": out.bound, "value": out.value,
                           "seconds": round(out.seconds, 4)}
         if witness:
-            return self._result("sat", start, witness=witness[0], decided_by="scip-exp", stats=stats)
+            return self._result("sat", start, witness=witness[0], decided_by="scip-exp",
+                                stats=stats)
         if out.bound <= self.tau - EXACT_MARGIN * (1 + self.tau):
             return self._result("unsat", start, bound=1.0 / (1.0 + out.bound) - self.eta,
                                 decided_by="scip-exp", stats=stats)

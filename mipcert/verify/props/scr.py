@@ -167,13 +167,15 @@ class StrongClassificationRobustness(PosedProperty):
                 witness.append(found)
             return found is not None
 
-        out = backend.solve(time_limit=time_limit, stop_bound=self.tau, on_incumbent=on_incumbent)
+        threshold = self.tau - EXACT_MARGIN * (1 + self.tau)   # what a proof must reach
+        out = backend.solve(time_limit=time_limit, stop_bound=threshold,
+                            on_incumbent=on_incumbent)
         stats["exact"] = {"status": out.status, "bound": out.bound, "value": out.value,
                           "seconds": round(out.seconds, 4)}
         if witness:
             return self._result("sat", start, witness=witness[0], decided_by="scip-exp",
                                 stats=stats)
-        if out.bound <= self.tau - EXACT_MARGIN * (1 + self.tau):
+        if out.bound <= threshold:
             return self._result("unsat", start, bound=1.0 / (1.0 + out.bound) - self.eta,
                                 decided_by="scip-exp", stats=stats)
         if out.has_solution:

@@ -12,7 +12,8 @@ import sys
 
 from ..errors import EXIT_USER_ERROR, MipcertError
 
-SUBCOMMANDS = ["verify", "supports", "export", "compare", "agt", "agt-table", "export-agt"]
+SUBCOMMANDS = ["verify", "supports", "export", "compare", "metrics", "agt", "agt-table",
+               "export-agt"]
 
 
 def build_parser() -> argparse.ArgumentParser:

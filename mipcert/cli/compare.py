@@ -6,9 +6,19 @@ import sys
 from ._common import write_text_atomic
 
 
+def add_fanout_options(p) -> None:
+    """``--workers`` and ``--scheduler``: where the independent points run."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local worker processes for the independent points (default: one "
+                        "per CPU; 1 runs them in this process)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the points on the Dask distributed cluster whose scheduler is at "
+                        "ADDRESS (e.g. tcp://10.0.0.5:8786) instead of local processes")
+
+
 def register(sub) -> None:
     p = sub.add_parser(
-        "compare", help="compare IBP, CROWN, LP and MILP bounds on a robustness instance",
+        "compare", help="compare IBP, CROWN, LP and MILP bounds on a property instance",
         description="For every test point and eps of the instance, print the proven lower "
         "bound of the robustness margin and the time of each method, then a summary of "
         "certified / falsified / open points per method (see docs/compare.md).")
@@ -24,6 +34,7 @@ def register(sub) -> None:
     p.add_argument("--csv", metavar="FILE.csv", help="save one row per eps, point and method")
     p.add_argument("--json", metavar="FILE.json", help="save the whole result as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="save a plot of the bounds")
+    add_fanout_options(p)
     p.add_argument("--plain", action="store_true", help="plain-text tables even with rich")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -71,7 +82,8 @@ def run(args) -> int:
     callback, close = _progress(args.quiet)
     try:
         result = compare_instance(inst, methods=methods, first=args.first,
-                                  timeout=args.timeout, solver=args.solver, progress=callback)
+                                  timeout=args.timeout, solver=args.solver, progress=callback,
+                                  workers=args.workers, scheduler=args.scheduler)
     finally:
         close()
     render(result, use_rich=False if args.plain else None)

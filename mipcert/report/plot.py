@@ -49,6 +49,13 @@ def plot_compare(result, path) -> Path:
     for k, eps in enumerate(panels):
         _bounds_panel(fig.add_subplot(grid[1, k]), result, eps, first=k == 0)
     fig.suptitle(f"{result.name}: margin bounds by method", fontsize=13)
+    return save_png_atomic(fig, path)
+
+
+def save_png_atomic(fig, path: Path) -> Path:
+    """Save ``fig`` as PNG via a temporary file in the same folder and a rename; closes it."""
+    import matplotlib.pyplot as plt
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

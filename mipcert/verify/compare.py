@@ -31,133 +31,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 
 from ..errors import InputError
 from ..spec import robustness_spec
+from .compare_result import STATUSES  # noqa: F401  (re-exported: the status names)
+from .compare_result import CompareResult, MethodResult, PointResult, Progress, _num
 from .instance import METHODS, RobustnessInstance
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("certified", "falsified", "open", "misclassified", "conflict")
-
 #: PGD settings of the shared attack: steps, random restarts per target class, step fraction
 ATTACK_STEPS, ATTACK_RESTARTS, ATTACK_STEP_FRAC = 40, 1, 0.25
-
-Progress = Callable[[int, int, str], None]
-
-
-@dataclass
-class MethodResult:
-    """One method on one point: proven lower bound of the margin (``None``: nothing proven)."""
-
-    bound: float | None
-    seconds: float
-    status: str
-    note: str = ""
-    stable: int | None = None   # ReLUs proved stable by the bounds this method relies on
-
-
-@dataclass
-class PointResult:
-    """One test point at one eps. ``attack_margin``: the smallest margin the attack found
-    (an upper bound of ``m*``); ``counterexample``: ``(n,)`` validated witness or ``None``."""
-
-    index: int
-    label: int
-    predicted: int
-    eps: float
-    nominal_margin: float
-    attack_margin: float
-    attack_seconds: float
-    falsified: bool
-    counterexample: np.ndarray | None = None
-    methods: dict[str, MethodResult] = field(default_factory=dict)
-
-    @property
-    def misclassified(self) -> bool:
-        return self.nominal_margin <= 0
-
-    def to_json(self) -> dict:
-        out = {"index": self.index, "label": self.label, "predicted": self.predicted,
-               "eps": self.eps, "nominal_margin": self.nominal_margin,
-               "attack_margin": _num(self.attack_margin),
-               "attack_seconds": round(self.attack_seconds, 6), "falsified": self.falsified,
-               "misclassified": self.misclassified,
-               "methods": {m: {"bound": _num(r.bound), "seconds": round(r.seconds, 6),
-                               "status": r.status, "note": r.note}
-                           for m, r in self.methods.items()}}
-        if self.counterexample is not None:
-            out["counterexample"] = self.counterexample.tolist()
-        return out
-
-
-@dataclass
-class CompareResult:
-    """All points at all eps, in the order eps-major, point-minor."""
-
-    name: str
-    network: str
-    eps: list[float]
-    methods: list[str]
-    points: list[PointResult]
-    solver: str
-    timeout: float | None
-    seconds: float = 0.0
-    relus: int = 0          # ReLUs of the network
-
-    def at(self, eps: float) -> list[PointResult]:
-        return [p for p in self.points if p.eps == eps]
-
-    @property
-    def conflicts(self) -> list[tuple[float, int, str]]:
-        """``(eps, index, method)`` of every soundness conflict (should be empty)."""
-        return [(p.eps, p.index, m) for p in self.points for m, r in p.methods.items()
-                if r.status == "conflict"]
-
-    def summary(self) -> list[dict]:
-        """Per eps and method: counts of every status, total and mean seconds."""
-        rows = []
-        for eps in self.eps:
-            pts = self.at(eps)
-            for m in self.methods:
-                rs = [p.methods[m] for p in pts]
-                row = {"eps": eps, "method": m, "points": len(rs)}
-                row.update({s: sum(r.status == s for r in rs) for s in STATUSES})
-                counted = [r.stable for r in rs if r.stable is not None]
-                row["mean_stable"] = round(float(np.mean(counted)), 1) if counted else None
-                row["seconds"] = round(sum(r.seconds for r in rs), 6)
-                row["mean_seconds"] = round(row["seconds"] / max(len(rs), 1), 6)
-                rows.append(row)
-        return rows
-
-    def rows(self) -> list[dict]:
-        """Flat rows (one per eps, point and method) for CSV."""
-        out = []
-        for p in self.points:
-            for m, r in p.methods.items():
-                out.append({"eps": p.eps, "index": p.index, "label": p.label,
-                            "predicted": p.predicted, "nominal_margin": p.nominal_margin,
-                            "attack_margin": _num(p.attack_margin), "method": m,
-                            "bound": _num(r.bound), "seconds": r.seconds, "status": r.status,
-                            "note": r.note, "stable_relus": r.stable})
-        return out
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "network": self.network, "eps": self.eps,
-                "methods": self.methods, "solver": self.solver, "timeout": self.timeout,
-                "seconds": round(self.seconds, 4), "relus": self.relus,
-                "timing": "ibp/crown: batch time / number of points; lp: its solves plus the "
-                          "crown share; milp: the verifier's own time",
-                "summary": self.summary(), "conflicts": [list(c) for c in self.conflicts],
-                "points": [p.to_json() for p in self.points]}
-
-
-def _num(v):
-    return None if v is None or not math.isfinite(v) else float(v)
 
 
 def margin_matrix(labels: np.ndarray, m: int) -> np.ndarray:
@@ -258,19 +143,54 @@ def lp_margin_bound(network, bounds, region, solver: str = "highs", threads: int
     return best
 
 
+def _exact_job(job: dict) -> tuple[dict[str, MethodResult], np.ndarray | None]:
+    """The LP and MILP of one point at one eps (a module-level function, so that it can run
+    in another process or on a Dask worker); returns the method results and the MILP's
+    counterexample (or ``None``)."""
+    from ..bounds import Bounds
+    from .verifier import verify
+
+    network, spec, broken = job["network"], job["spec"], job["broken"]
+    region = spec.regions[0]
+    solver, timeout, threads = job["solver"], job["timeout"], job["threads"]
+    out, cex = {}, None
+    if "lp" in job["methods"]:
+        t1 = time.perf_counter()
+        bnd = Bounds(region.lo, region.hi, job["pre"], "crown", 0.0, job["relus"])
+        lb = lp_margin_bound(network, bnd, region, solver, threads, timeout)
+        out["lp"] = MethodResult(_num(lb), time.perf_counter() - t1 + job["crown_seconds"],
+                                 _status(lb, broken), stable=job["stable"])
+    if "milp" in job["methods"]:
+        r = verify(network, spec, solver=solver, relaxation="milp", bounds="crown",
+                   timeout=timeout, reference=job["reference"], attack=False, seed=job["seed"],
+                   threads=threads, device="cpu")
+        bound = r.margin if r.verdict == "sat" else r.bound
+        status = _status(bound, broken)
+        if r.verdict == "sat":
+            status, cex = "falsified", r.counterexample[0]
+        elif r.verdict in ("unknown", "timed-out") and not broken:
+            status = "open"
+        regions = r.stats.get("regions") or [{}]
+        out["milp"] = MethodResult(_num(bound), r.seconds, status, r.verdict,
+                                   stable=regions[0].get("stable"))
+    return out, cex
+
+
 def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float = 0.0,
             input_hi: float = 1.0, solver: str = "highs", timeout: float | None = 30.0,
             threads: int | None = 1, seed: int = 0, reference=None, name: str = "compare",
-            network_name: str = "", progress: Progress | None = None) -> CompareResult:
+            network_name: str = "", progress: Progress | None = None,
+            workers: int | None = None, scheduler: str | None = None) -> CompareResult:
     """Run every method on every point ``X`` ``(n, d)`` / ``labels`` ``(n,)`` at every eps.
 
     ``timeout``: seconds per LP (all its targets) and per MILP, for one point at one eps.
     ``reference(x (B, d)) -> z (B, m)``: an independent forward pass (onnxruntime) a
     counterexample must also fail. ``progress(done, total, text)`` is called after each
-    point. See the module docstring for the meaning of every number.
+    eps. ``workers`` / ``scheduler``: where the per-point LPs and MILPs run
+    (:func:`mipcert.verify.pointjobs.run_jobs`). See the module docstring for every number.
     """
-    from ..bounds import Bounds
-    from .verifier import Witness, verify
+    from .pointjobs import run_jobs
+    from .verifier import Witness
 
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -285,8 +205,9 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
     relus = [blk.relu for blk in network.affine_relu_stack()]
     nominal = true_margins(network, X, labels)
     predicted = network.forward(X).argmax(axis=1)
-    n, total, done = len(X), len(X) * len(eps_values), 0
+    n, total = len(X), len(X) * len(eps_values)
     points: list[PointResult] = []
+    jobs: list[dict] = []
     for eps in eps_values:
         lo, hi = np.clip(X - eps, input_lo, input_hi), np.clip(X + eps, input_lo, input_hi)
         t0 = time.perf_counter()
@@ -294,9 +215,10 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
         t_attack = (time.perf_counter() - t0) / n
         batch = {m: _batch_bounds(network, lo, hi, labels, m)
                  for m in ("ibp", "crown") if m in methods or (m == "crown" and "lp" in methods)}
+        todo = []
         for i in range(n):
             spec = robustness_spec(X[i], int(labels[i]), eps, network.output_size,
-                                   input_lo=input_lo, input_hi=input_hi)
+                                   input_lo=input_lo, input_hi=input_hi, name=f"point{i}")
             region = spec.regions[0]
             p = PointResult(int(i), int(labels[i]), int(predicted[i]), float(eps),
                             float(nominal[i]), float(best_m[i]), t_attack, False)
@@ -304,79 +226,91 @@ def compare(network, X, labels, eps_values, methods=METHODS, *, input_lo: float 
                 p.falsified, p.counterexample = True, X[i].copy()
             elif best_m[i] <= 0 and Witness(network, region, reference)(best_x[i]):
                 p.falsified, p.counterexample = True, best_x[i].copy()
-            broken = p.falsified
             for m in ("ibp", "crown"):
                 if m in methods:
                     b, _, sec, stable = batch[m]
                     p.methods[m] = MethodResult(float(b[i]), sec / n,
-                                                _status(b[i], broken, p.misclassified),
+                                                _status(b[i], p.falsified, p.misclassified),
                                                 stable=int(stable[i]))
-            if "lp" in methods:
-                if p.misclassified:
-                    p.methods["lp"] = MethodResult(None, 0.0, "misclassified", "not run")
-                else:
-                    _, pre, sec_c, stable = batch["crown"]
-                    t1 = time.perf_counter()
-                    bnd = Bounds(region.lo, region.hi, [(l[i], u[i]) for l, u in pre], "crown",
-                                 0.0, relus)
-                    lb = lp_margin_bound(network, bnd, region, solver, threads, timeout)
-                    sec = time.perf_counter() - t1 + sec_c / n
-                    p.methods["lp"] = MethodResult(_num(lb), sec, _status(lb, broken),
-                                                   stable=int(stable[i]))
-            if "milp" in methods:
-                if p.misclassified:
-                    p.methods["milp"] = MethodResult(None, 0.0, "misclassified", "not run")
-                else:
-                    r = verify(network, spec, solver=solver, relaxation="milp", bounds="crown",
-                               timeout=timeout, reference=reference, attack=False, seed=seed,
-                               threads=threads, device="cpu")
-                    bound = r.margin if r.verdict == "sat" else r.bound
-                    status = _status(bound, broken)
-                    if r.verdict == "sat":
-                        status = "falsified"
-                        if not broken:
-                            p.counterexample = r.counterexample[0]
-                    elif r.verdict in ("unknown", "timed-out") and not broken:
-                        status = "open"
-                    regions = r.stats.get("regions") or [{}]
-                    p.methods["milp"] = MethodResult(_num(bound), r.seconds, status, r.verdict,
-                                                     stable=regions[0].get("stable"))
-            for m, res in p.methods.items():
-                if res.status == "conflict":
-                    log.error("SOUNDNESS CONFLICT: %s proves margin %.6g > 0 for point %d at "
-                              "eps %g, but a validated counterexample has margin %.6g", m,
-                              res.bound, i, eps, min(p.attack_margin, p.nominal_margin))
-            points.append(p)
-            done += 1
-            if progress is not None:
-                progress(done, total, f"eps={eps:g} point {i}")
+            for m in ("lp", "milp"):
+                if m in methods and p.misclassified:
+                    p.methods[m] = MethodResult(None, 0.0, "misclassified", "not run")
+            todo.append(p)
+            if not p.misclassified and ("lp" in methods or "milp" in methods):
+                crown = batch.get("crown")
+                jobs.append(dict(
+                    spec=spec, eps=float(eps), methods=methods, broken=p.falsified, relus=relus,
+                    pre=None if crown is None else [(l[i], u[i]) for l, u in crown[1]],
+                    crown_seconds=0.0 if crown is None else crown[2] / n,
+                    stable=None if crown is None else int(crown[3][i])))
+        points += todo
+    shared = dict(network=network, solver=solver, timeout=timeout, threads=threads, seed=seed,
+                  reference=reference)
+    results = run_jobs(_exact_job, [dict(j, **shared) for j in jobs], workers=workers,
+                       scheduler=scheduler, progress=progress, done=total - len(jobs),
+                       total=total)
+    by_name = {(j["eps"], j["spec"].name): r for j, r in zip(jobs, results)}
+    for p in points:
+        found = by_name.get((p.eps, f"point{p.index}"))
+        if found is not None:
+            exact, cex = found
+            p.methods.update(exact)
+            if cex is not None and not p.falsified:
+                p.counterexample = cex
+        p.methods = {m: p.methods[m] for m in methods}
+        for m, res in p.methods.items():
+            if res.status == "conflict":
+                log.error("SOUNDNESS CONFLICT: %s proves margin %.6g > 0 for point %d at eps "
+                          "%g, but a validated counterexample has margin %.6g", m, res.bound,
+                          p.index, p.eps, min(p.attack_margin, p.nominal_margin))
     return CompareResult(name, network_name, [float(e) for e in eps_values], methods, points,
                          solver, timeout, time.perf_counter() - start, network.num_relus)
 
 
 def compare_instance(instance: RobustnessInstance, *, methods=None, first: int | None = None,
                      timeout: float | None = None, solver: str | None = None,
-                     progress: Progress | None = None) -> CompareResult:
-    """:func:`compare` on an instance file's network and points; arguments override it."""
-    from dataclasses import replace
+                     progress: Progress | None = None, workers: int | None = None,
+                     scheduler: str | None = None) -> CompareResult:
+    """:func:`compare` (or, for a property other than CR, :func:`~mipcert.verify.props.
+    compare.compare_property`) on an instance file's network and points; arguments override it."""
+    network, X, y, kwargs = instance_run(instance, first=first, timeout=timeout, solver=solver)
+    kwargs.update(progress=progress, workers=workers, scheduler=scheduler)
+    if instance.kind != "cr":
+        from .props.compare import compare_property
 
-    from ..io import load_network, onnx_forward
+        return compare_property(network, X, y, instance.eps, instance.prop,
+                                methods or instance.methods, **kwargs)
+    return compare(network, X, y, instance.eps, methods or instance.methods, **kwargs)
 
-    if first is not None and first < 1:
-        raise InputError(f"--first {first}: need at least one point")
+
+def instance_run(instance: RobustnessInstance, *, first=None, timeout=None, solver=None):
+    """``(network, X, y, kwargs)`` for a run on an instance file: its network, its points (the
+    first ``first``), and the keyword arguments shared by :func:`compare`,
+    ``compare_property`` and ``metrics`` (``timeout`` and ``solver`` override the file's)."""
+    from ..io import load_network
+    from .pointjobs import OnnxReference
+
     if timeout is not None and not timeout > 0:
         raise InputError(f"--timeout {timeout}: must be > 0 seconds")
-    data = replace(instance.data, first=first) if first is not None else instance.data
     network = load_network(instance.network_path)
-    X, y = instance.load_points() if data is instance.data else \
-        RobustnessInstance.load_points(replace(instance, data=data))
-    reference = None
-    if instance.network_path.lower().endswith(".onnx"):
-        def reference(x, _p=instance.network_path):
-            return onnx_forward(_p, x)
-    return compare(network, X, y, instance.eps, methods or instance.methods,
-                   input_lo=instance.input_lo, input_hi=instance.input_hi,
-                   solver=solver or instance.solver,
-                   timeout=timeout if timeout is not None else instance.timeout,
-                   threads=instance.threads, seed=instance.seed, reference=reference,
-                   name=instance.name, network_name=instance.network_path, progress=progress)
+    X, y = instance_points(instance, first)
+    reference = OnnxReference(instance.network_path) \
+        if instance.network_path.lower().endswith(".onnx") else None
+    kwargs = dict(input_lo=instance.input_lo, input_hi=instance.input_hi,
+                  solver=solver or instance.solver,
+                  timeout=timeout if timeout is not None else instance.timeout,
+                  threads=instance.threads, seed=instance.seed, reference=reference,
+                  name=instance.name, network_name=instance.network_path)
+    return network, X, y, kwargs
+
+
+def instance_points(instance: RobustnessInstance, first: int | None = None):
+    """The instance's test points ``(X (n, d), y (n,))``, cut to the first ``first``."""
+    from dataclasses import replace
+
+    if first is None:
+        return instance.load_points()
+    if first < 1:
+        raise InputError(f"--first {first}: need at least one point")
+    return RobustnessInstance.load_points(replace(instance, data=replace(instance.data,
+                                                                         first=first)))

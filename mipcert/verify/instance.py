@@ -19,10 +19,13 @@ to the instance file)::
     # or: source = "points" with  points = "file.npz"  holding X (n, d) and y (n,)
 
     [property]
-    kind = "robustness"                       # untargeted classification robustness (CR)
+    kind = "cr"                               # cr (= "robustness") | targeted | sr | lr | scr
+                                              # | fairness (docs/properties.md)
     eps = [0.01, 0.03, 0.05]                  # l_inf radii (one number or a list, each >= 0)
     input_lo = 0.0                            # input domain, intersected with every ball
     input_hi = 1.0
+    # targeted: target = 3     sr: delta = 0.5     lr: L = 20.0     scr: eta = 0.9
+    # fairness: sensitive = [0, 1] and values = [[0, 1], [0, 1]] or interval = [[0, 1], [0, 1]]
 
     [methods]
     use = ["ibp", "crown", "lp", "milp"]
@@ -52,6 +55,9 @@ _TOP_KEYS = {"name", "description", "network", "data", "property", "methods", "s
 _DATA_KEYS = {"digits": {"source", "split", "test_size", "random_state", "stratify", "first"},
               "points": {"source", "points", "first"}}
 _PROPERTY_KEYS = {"kind", "eps", "input_lo", "input_hi"}
+#: the extra keys each property kind takes (see mipcert.verify.props)
+_KIND_KEYS = {"robustness": set(), "cr": set(), "targeted": {"target"}, "sr": {"delta"},
+              "lr": {"L"}, "scr": {"eta"}, "fairness": {"sensitive", "values", "interval"}}
 _SOLVER_KEYS = {"name", "timeout", "threads", "seed"}
 
 
@@ -86,6 +92,11 @@ class RobustnessInstance:
     description: str = ""
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    prop: Any = None            # a mipcert.verify.props.PropertyConfig (None: CR)
+
+    @property
+    def kind(self) -> str:
+        return "cr" if self.prop is None else self.prop.kind
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -158,18 +169,52 @@ def _parse_eps(t: dict) -> list[float]:
     return sorted(set(out))
 
 
-def _parse_property(t: dict) -> tuple[list[float], float, float]:
-    check_keys(t, _PROPERTY_KEYS, "property")
-    kind = _get(t, "kind", str, "property", "robustness")
-    if kind != "robustness":
-        raise InputError(f"[property] kind = {kind!r}: only 'robustness' (untargeted "
-                         "classification robustness) is supported")
+def _number_lists(t: dict, key: str, where: str = "property"):
+    """``[[numbers], ...]`` or ``None``; an error naming the key otherwise."""
+    if key not in t:
+        return None
+    v = t[key]
+    ok = isinstance(v, list) and all(
+        isinstance(r, list) and r and all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                                          for a in r) for r in v)
+    if not ok or not v:
+        raise InputError(f"[{where}] {key} = {v!r} must be a list of lists of numbers, one "
+                         "list per sensitive feature, e.g. [[0, 1]]")
+    return [[float(a) for a in r] for r in v]
+
+
+def _parse_property(t: dict) -> tuple[list[float], float, float, Any]:
+    from .props import PropertyConfig
+
+    kind = _get(t, "kind", str, "property", "cr")
+    if kind not in _KIND_KEYS:
+        raise InputError(f"[property] kind = {kind!r}: choose one of "
+                         f"{', '.join(k for k in _KIND_KEYS if k != 'robustness')}")
+    check_keys(t, _PROPERTY_KEYS | _KIND_KEYS[kind], "property")
     lo = _get(t, "input_lo", float, "property", 0.0)
     hi = _get(t, "input_hi", float, "property", 1.0)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise InputError(f"[property] input_lo = {lo} and input_hi = {hi} must be finite "
                          "with input_lo < input_hi")
-    return _parse_eps(t), lo, hi
+    sensitive = t.get("sensitive", [])
+    if not isinstance(sensitive, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                  for i in sensitive):
+        raise InputError(f"[property] sensitive = {sensitive!r} must be a list of input indices")
+    config = PropertyConfig(
+        kind=kind, target=_get(t, "target", int, "property"),
+        delta=_get(t, "delta", float, "property"), L=_get(t, "L", float, "property"),
+        eta=_get(t, "eta", float, "property"), sensitive=list(sensitive),
+        values=_number_lists(t, "values"), interval=_number_lists(t, "interval"))
+    if config.delta is not None and not config.delta > 0:
+        raise InputError(f"[property] delta = {config.delta} must be > 0")
+    if config.L is not None and not config.L >= 0:
+        raise InputError(f"[property] L = {config.L} must be >= 0")
+    if config.eta is not None and not 0.5 < config.eta < 1:
+        raise InputError(f"[property] eta = {config.eta} must lie in (0.5, 1)")
+    if kind == "fairness" and (config.values is None) == (config.interval is None):
+        raise InputError("[property] kind = 'fairness' needs exactly one of 'values' (the values "
+                         "of each sensitive feature) or 'interval' ([a, b] per sensitive feature)")
+    return _parse_eps(t), lo, hi, config
 
 
 def parse_methods(value, where: str = "[methods] use") -> list[str]:
@@ -211,13 +256,13 @@ def parse_instance(doc: dict, base: Path = Path("."), name: str = "instance",
     if not net_path.is_file():
         raise InputError(f"[network] path = {rel!r}: file {net_path} does not exist")
     data = _parse_data(_section(doc, "data", True), base)
-    eps, lo, hi = _parse_property(_section(doc, "property", True))
+    eps, lo, hi, prop = _parse_property(_section(doc, "property", True))
     meth = _section(doc, "methods", False)
     check_keys(meth, {"use"}, "methods")
     methods = parse_methods(meth.get("use", list(METHODS)))
     return RobustnessInstance(
         name=_get(doc, "name", str, "top level", name), network_path=str(net_path), data=data,
-        eps=eps, methods=methods, input_lo=lo, input_hi=hi,
+        eps=eps, methods=methods, input_lo=lo, input_hi=hi, prop=prop,
         description=_get(doc, "description", str, "top level", ""), path=path,
         **_parse_solver(_section(doc, "solver", False)))
 

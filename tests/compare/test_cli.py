@@ -38,7 +38,7 @@ def test_cli_methods_subset_and_progress(tmp_path, capsys):
     assert main(["compare", str(inst), "--methods", "ibp,crown", "--first", "2"]) == 0
     text = capsys.readouterr()
     assert "crown bound" in text.out and "milp bound" not in text.out
-    assert text.err.splitlines()[-1] == "[4/4] eps=0.02 point 1"   # progress on stderr
+    assert text.err.splitlines()[-1] == "[4/4] done"   # progress on stderr
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -81,7 +81,14 @@ def test_paths_are_relative_to_the_instance_file(tmp_path):
     ("first = 3", "first = 3\nsplit_seed = 1", ["'split_seed'", "[data]"]),
     ("input_hi = 1.0", "input_hi = 1.0\ntarget = 3", ["'target'", "[property]"]),
     ("threads = 1", "threads = 1\ngap = 0.1", ["'gap'", "[solver]"]),
-    ('kind = "robustness"', 'kind = "fairness"', ["kind", "robustness"]),
+    ('kind = "robustness"', 'kind = "bogus"', ["kind", "cr", "fairness"]),
+    ('kind = "robustness"', 'kind = "fairness"', ["fairness", "sensitive"]),
+    ('kind = "robustness"', 'kind = "fairness"\nsensitive = [0]', ["values", "interval"]),
+    ('kind = "robustness"', 'kind = "sr"\ndelta = -1.0', ["delta", "> 0"]),
+    ('kind = "robustness"', 'kind = "scr"\neta = 0.2', ["eta", "(0.5, 1)"]),
+    ('kind = "robustness"', 'kind = "sr"\nL = 1.0', ["'L'", "[property]"]),
+    ('kind = "robustness"', 'kind = "fairness"\nsensitive = [0]\nvalues = [0, 1]',
+     ["values", "list of lists"]),
     ('name = "highs"', 'name = "cplex"', ["cplex", "highs"]),
     ("timeout = 5", "timeout = -1", ["timeout", "> 0"]),
     ("threads = 1", "threads = 0", ["threads"]),
@@ -99,6 +106,19 @@ def test_bad_values_name_the_key(tmp_path, old, new, words):
         load_instance(write(tmp_path, text))
     for w in words:
         assert w in str(info.value), (w, str(info.value))
+
+
+@pytest.mark.parametrize("extra, kind", [
+    ("", "cr"), ('\ntarget = 3', "targeted"), ("\ndelta = 0.5", "sr"), ("\nL = 20.0", "lr"),
+    ("\neta = 0.9", "scr"), ("\nsensitive = [0, 1]\nvalues = [[0, 1], [0, 0.5]]", "fairness"),
+    ("\nsensitive = [3]\ninterval = [[0, 1]]", "fairness")])
+def test_every_property_kind_parses(tmp_path, extra, kind):
+    text = GOOD.replace('kind = "robustness"', f'kind = "{kind}"{extra}')
+    inst = load_instance(write(tmp_path, text))
+    assert inst.kind == kind and inst.prop.kind == kind
+    for key in ("target", "delta", "L", "eta", "sensitive", "values", "interval"):
+        if key in extra:
+            assert getattr(inst.prop, key) not in (None, [])
 
 
 def test_missing_sections_and_files(tmp_path):

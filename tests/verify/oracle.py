@@ -21,28 +21,19 @@ def _feasible(A, b, box):
     return res.status == 0
 
 
-def min_clause_margins(weights, biases, lo, hi, clauses):
-    """Exact ``min over x in [lo, hi] of max_r (C_r f(x) - d_r)`` for each ``(C, d)``."""
+def linear_pieces(weights, biases, lo, hi):
+    """Every realisable activation pattern over ``[lo, hi]`` as ``(A, b, YA, Yc)``: the
+    polyhedron ``{x in box : A x <= b}`` on which the network is ``f(x) = YA x + Yc``."""
     n0 = lo.size
     box = list(zip(lo, hi))
-    best = np.full(len(clauses), np.inf)
-    best_x = [None] * len(clauses)
-
-    def leaf(A, b, YA, Yc):
-        for k, (C, d) in enumerate(clauses):
-            A_ub = [np.hstack([a, [0.0]]) for a in A] + list(np.hstack([C @ YA, -np.ones((C.shape[0], 1))]))
-            b_ub = list(b) + list(d - C @ Yc)
-            res = linprog(np.r_[np.zeros(n0), 1.0], A_ub=np.vstack(A_ub), b_ub=np.array(b_ub),
-                          bounds=box + [(None, None)], method="highs")
-            if res.status == 0 and res.fun < best[k]:
-                best[k], best_x[k] = res.fun, res.x[:n0]
+    out = []
 
     def descend(layer, neuron, A, b, MA, Mc, bits):
         # MA, Mc: the affine map x -> input of `layer`; bits: signs fixed so far in `layer`
         W, bb = weights[layer], biases[layer]
         HA, Hc = W @ MA, W @ Mc + bb
         if layer == len(weights) - 1:
-            leaf(A, b, HA, Hc)
+            out.append((A, b, HA, Hc))
             return
         if neuron == W.shape[0]:
             s = np.array(bits, dtype=float)
@@ -55,6 +46,23 @@ def min_clause_margins(weights, biases, lo, hi, clauses):
                 descend(layer, neuron + 1, A2, b2, MA, Mc, bits + [active])
 
     descend(0, 0, [], [], np.eye(n0), np.zeros(n0), [])
+    return out
+
+
+def min_clause_margins(weights, biases, lo, hi, clauses):
+    """Exact ``min over x in [lo, hi] of max_r (C_r f(x) - d_r)`` for each ``(C, d)``."""
+    n0 = lo.size
+    box = list(zip(lo, hi))
+    best = np.full(len(clauses), np.inf)
+    best_x = [None] * len(clauses)
+    for A, b, YA, Yc in linear_pieces(weights, biases, lo, hi):
+        for k, (C, d) in enumerate(clauses):
+            A_ub = [np.hstack([a, [0.0]]) for a in A] + list(np.hstack([C @ YA, -np.ones((C.shape[0], 1))]))
+            b_ub = list(b) + list(d - C @ Yc)
+            res = linprog(np.r_[np.zeros(n0), 1.0], A_ub=np.vstack(A_ub), b_ub=np.array(b_ub),
+                          bounds=box + [(None, None)], method="highs")
+            if res.status == 0 and res.fun < best[k]:
+                best[k], best_x[k] = res.fun, res.x[:n0]
     return best, best_x
 
 

@@ -12,7 +12,7 @@ import sys
 
 from ..errors import EXIT_USER_ERROR, MipcertError
 
-SUBCOMMANDS = ["verify", "export", "compare", "agt"]
+SUBCOMMANDS = ["verify", "export", "compare", "agt", "repair"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -172,7 +172,10 @@ class HighsBackend(Backend):
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None) -> Outcome:
         h, sense = self.h, self.sense
-        h.setOptionValue("time_limit", float(time_limit) if time_limit is not None else highspy.kHighsInf)
+        # HiGHS's time_limit is checked against the instance's run clock, which keeps counting
+        # over every run of this (persistent) instance: offset it by the time already used
+        h.setOptionValue("time_limit", float(time_limit) + h.getRunTime()
+                         if time_limit is not None else highspy.kHighsInf)
         stop = EarlyStop(self.index, sense, stop_bound, on_incumbent)
 
         def improving(e) -> None:

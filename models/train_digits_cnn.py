@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_digits import SEED, TINY, load_split  # noqa: E402
+from train_digits import fit, load_split  # noqa: E402
 
 CHANNELS = 4
 
@@ -37,33 +37,7 @@ def build_model(channels: int = CHANNELS):
 
 def train(epochs: int = 80, batch: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4):
     """Train and return ``(module, train_acc, test_acc)``."""
-    import torch
-
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    Xtr, Xte, ytr, yte = load_split()
-    Xtr_t = torch.tensor(Xtr, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    Xte_t = torch.tensor(Xte, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    ytr_t = torch.tensor(ytr, dtype=torch.long)
-    model = build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(SEED)
-    for _ in range(epochs):
-        perm = torch.randperm(len(Xtr_t), generator=gen)
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad()
-            loss_fn(model(Xtr_t[idx]), ytr_t[idx]).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p[p.abs() < TINY] = 0.0
-        acc_tr = float((model(Xtr_t).argmax(1).numpy() == ytr).mean())
-        acc_te = float((model(Xte_t).argmax(1).numpy() == yte).mean())
-    return model, acc_tr, acc_te
+    return fit(build_model, (1, 8, 8), epochs, batch, lr, weight_decay)
 
 
 def to_onnx_bytes(model) -> bytes:

@@ -23,6 +23,25 @@ MARKERS = {"ibp": ("v", "tab:orange"), "crown": ("^", "tab:blue"), "lp": ("s", "
 MAX_PANELS = 6
 
 
+def save_png_atomic(fig, path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG through a temporary file and a rename; closes it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
 def _finite(v) -> float:
     return np.nan if v is None or not math.isfinite(v) else float(v)
 

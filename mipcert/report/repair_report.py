@@ -13,9 +13,9 @@ first n test points at eps_cert; ``s``: seconds to produce the network.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from .plot import save_png_atomic
 
 HEADERS = ["network", "clean %", "FGSM %", "PGD %", "efficacy %", "drawdown pp", "general. %",
            "viol.", "cert/fals/open", "s", "status"]
@@ -80,14 +80,4 @@ def plot_pool(report, path, omegas=(0.0, 0.2, 0.4)) -> Path:
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_title(f"{report.instance['name']}: correction pool", fontsize=9)
     ax.legend(fontsize=7)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_png_atomic(fig, path)

@@ -63,7 +63,7 @@ def plot_pool(report, path, omegas=(0.0, 0.2, 0.4)) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     markers = {0.0: "o", 0.2: "s", 0.4: "^"}
-    for norm, res in report.corrections.items():
+    for k, (norm, res) in enumerate(report.corrections.items()):
         if not res.pool:
             continue
         L = [p.loss for p in res.pool]
@@ -74,7 +74,8 @@ def plot_pool(report, path, omegas=(0.0, 0.2, 0.4)) -> Path:
             ax.scatter([L[i]], [V[i]], s=90, facecolors="none", edgecolors="k",
                        marker=markers.get(o, "D"), label=f"pick omega={o} ({norm})")
         ax.axvline(res.loss_bound, color="0.5", ls="--", lw=0.8)
-        ax.scatter([res.loss0], [res.violation0], c="r", marker="x", label="original w0")
+        ax.scatter([res.loss0], [res.violation0], c="r", marker="x",
+                   label="original w0" if k == 0 else None)
     ax.set_xlabel("clean loss L(w)  (dashed: (1 + rho) L(w0))")
     ax.set_ylabel("violation V(w) on the adversarial set")
     ax.set_yscale("symlog", linthresh=1e-3)

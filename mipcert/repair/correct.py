@@ -39,7 +39,7 @@ MARGIN_TOL = 1e-6
 #: a margin cut repeats an earlier one of the same margin when coefficients and right-hand
 #: side agree to this relative tolerance (with the last layer alone every margin cut repeats)
 REPEAT_TOL = 1e-9
-#: default trust region: |w_j - w0_j| <= TRUST_FACTOR * max(1, max |w0|)
+#: fallback box when the QP solver fails: |w_j - w0_j| <= TRUST_FACTOR * max(1, max |w0|)
 TRUST_FACTOR = 10.0
 #: the clean loss meets its bound when L <= bound * (1 + LOSS_TOL)
 LOSS_TOL = 1e-3
@@ -86,7 +86,7 @@ class CorrectionResult:
     norm: str
     seconds: float
     qp_rows: int
-    max_change: float = float("inf")
+    max_change: float | None = None   # the box on |w_j - w0_j| the QP had at the end
     message: str = ""
 
     def score(self, member: PoolMember, omega: float | None = None) -> float:
@@ -146,7 +146,8 @@ def correct(network, X_adv, y_adv, X_clean, y_clean, *, layers="last", delta: fl
     ``y_clean``: clean data of the loss constraint; ``layers``: ``"last"``, ``"all"`` or
     Dense layer names; ``time_limit``: seconds for the whole run (checked between rounds
     and passed to each QP solve); ``max_change``: bound on every ``|w_j - w0_j|`` (default
-    ``TRUST_FACTOR * max(1, max |w0|)``); ``norm``: ``"l2"`` or ``"linf_l1"``.
+    none; ``TRUST_FACTOR * max(1, max |w0|)`` is added only if the QP solver fails without
+    it, see :mod:`mipcert.repair.qp`); ``norm``: ``"l2"`` or ``"linf_l1"``.
     """
     if rounds < 1:
         raise InputError(f"rounds = {rounds} must be >= 1")
@@ -157,10 +158,9 @@ def correct(network, X_adv, y_adv, X_clean, y_clean, *, layers="last", delta: fl
     start = time.perf_counter()
     params = Parameters(network, layers)
     fns = CorrectionFunctions(params, X_adv, y_adv, X_clean, y_clean, delta=delta, rho=rho)
-    if max_change is None:
-        max_change = TRUST_FACTOR * max(1.0, float(np.abs(params.w0).max(initial=0.0)))
+    fallback = TRUST_FACTOR * max(1.0, float(np.abs(params.w0).max(initial=0.0)))
     qp = CorrectionQP(params.size, norm=norm, solver=solver, max_change=max_change,
-                      threads=threads)
+                      fallback_change=fallback, threads=threads)
     w0 = params.w0
     result = CorrectionResult("rounds", params, [], fns.violation(w0), fns.loss0,
                               fns.loss_bound, omega, norm, 0.0, 0)
@@ -200,5 +200,5 @@ def correct(network, X_adv, y_adv, X_clean, y_clean, *, layers="last", delta: fl
             result.status = "corrected"
             break
     result.seconds = time.perf_counter() - start
-    result.qp_rows, result.max_change = qp.rows, max_change
+    result.qp_rows, result.max_change = qp.rows, qp.box
     return result

@@ -1,10 +1,12 @@
 """The correction QP (or LP) of one cutting-plane run, kept in one persistent solver model.
 
-Variables: the change ``d = w - w0`` of the chosen parameters (``P`` of them), each within
-``[-max_change, max_change]``: a trust region for the linearisations, and what keeps HiGHS's
-active-set QP solver stable (with free variables its phase-1 vertex can be far out, and it
-ended with "Solve error" on feasible cut QPs of the digits MLP that SCIP solves). Cut rows are
-scaled to a largest coefficient of 1 for the same reason.
+Variables: the change ``d = w - w0`` of the chosen parameters (``P`` of them), free, or within
+``[-max_change, max_change]`` when a trust region is asked for. HiGHS's active-set QP solver
+is several times faster with free variables (it starts at ``d = 0`` instead of a vertex of
+the box) but ended with "Solve error" on some feasible cut QPs of the digits MLP that SCIP
+solves; so when a solve ends in an error the box ``|d_j| <= fallback_change`` is added as
+rows (``add_constraints``, like any cut) and the QP is solved again. Cut rows are scaled to a
+largest coefficient of 1, which the solver also needs.
 Objective, ``norm =``
 
 * ``"l2"`` (Zhao & Kronqvist): ``min sum_j d_j^2`` -- a convex QP;
@@ -18,11 +20,15 @@ built once and grows, never rebuilt.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyomo.environ as pe
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from ..errors import InputError
+
+log = logging.getLogger(__name__)
 
 NORMS = ("l2", "linf_l1")
 #: coefficients below this (relative to the row's largest) are dropped from a cut row
@@ -33,18 +39,23 @@ class CorrectionQP:
     """``min ||d||`` over the cuts added so far; ``solve`` returns ``(outcome, d or None)``."""
 
     def __init__(self, size: int, *, norm: str = "l2", solver: str = "highs",
-                 max_change: float = 10.0, threads: int | None = None,
-                 options: dict | None = None):
+                 max_change: float | None = None, fallback_change: float = 10.0,
+                 threads: int | None = None, options: dict | None = None):
         from ..solve import PersistentSolver
 
         if norm not in NORMS:
             raise InputError(f"norm = {norm!r}: choose one of {', '.join(NORMS)}")
-        if not max_change > 0:
+        if max_change is not None and not max_change > 0:
             raise InputError(f"max_change = {max_change} must be positive")
-        self.size, self.norm, self.max_change = int(size), norm, float(max_change)
+        self.size, self.norm = int(size), norm
+        self.max_change = None if max_change is None else float(max_change)
+        self.fallback_change = float(fallback_change)
+        #: the round-independent box |d_j| <= box was added (max_change or the fallback)
+        self.box: float | None = None
         m = self.model = pe.ConcreteModel(name="adversary_correction")
         m.J = pe.RangeSet(0, self.size - 1)
-        m.d = pe.Var(m.J, initialize=0.0, bounds=(-self.max_change, self.max_change))
+        m.d = pe.Var(m.J, initialize=0.0)
+        m.box = pe.ConstraintList()
         m.cuts = pe.ConstraintList()
         self._d = [m.d[j] for j in range(self.size)]
         if norm == "l2":
@@ -63,6 +74,13 @@ class CorrectionQP:
         m.objective = pe.Objective(expr=objective, sense=pe.minimize)
         self.engine = PersistentSolver(m, solver, threads=threads, options=options)
         self.rows = 0
+        if self.max_change is not None:
+            self._add_box(self.max_change)
+
+    def _add_box(self, bound: float) -> None:
+        new = [self.model.box.add((-bound, v, bound)) for v in self._d]
+        self.rows += self.engine.add_constraints(new)
+        self.box = bound
 
     def add(self, cuts) -> int:
         """Append the rows ``cuts.lo <= cuts.A d <= cuts.hi``; returns how many."""
@@ -81,7 +99,13 @@ class CorrectionQP:
         return len(new)
 
     def solve(self, time_limit: float | None = None):
+        """Solve; on a solver error without a box, add the fallback box and solve again."""
         out = self.engine.solve(time_limit=time_limit)
+        if out.status == "error" and self.box is None:
+            log.warning("the QP solver failed (%s); solving again with |d_j| <= %g",
+                        out.message, self.fallback_change)
+            self._add_box(self.fallback_change)
+            out = self.engine.solve(time_limit=time_limit)
         d = out.values(self._d) if out.status == "optimal" and out.has_solution else None
         if d is not None and not np.all(np.isfinite(d)):
             out.status, out.message, d = "error", "the solver returned non-finite values", None

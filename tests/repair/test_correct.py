@@ -144,3 +144,17 @@ def test_bad_arguments(rng, kwargs, match):
     Xa, ya, Xc, yc = _misclassified(net, rng, 2)
     with pytest.raises(InputError, match=match):
         correct(net, Xa, ya, Xc, yc, **kwargs)
+
+
+def test_trust_region_bounds_every_change(rng):
+    net = _net(rng)
+    Xa, ya, Xc, yc = _misclassified(net, rng, 4)
+    free = correct(net, Xa, ya, Xc, yc, delta=0.3, rho=1e6, rounds=1)
+    box = 0.5 * free.pool[0].change_linf
+    res = correct(net, Xa, ya, Xc, yc, delta=0.3, rho=1e6, rounds=1, max_change=box)
+    if res.pool:   # the box cuts the free optimum off: a feasible answer respects it
+        assert res.pool[0].change_linf <= box + 1e-7
+        assert res.pool[0].change_l2 >= free.pool[0].change_l2 - 1e-7
+    else:
+        assert res.status == "infeasible"
+    assert res.max_change == box and free.max_change is None

@@ -107,8 +107,7 @@ def evaluate(inst, name, network, data, fns, base_clean, transfer, seconds, stat
         pgd_acc=accuracy(network, pgd(network, Xte, yte, inst.eps, steps=inst.steps,
                                       alpha=inst.alpha, rng=np.random.default_rng(inst.seed)),
                          yte),
-        efficacy=float(np.mean(fns.params.network_with(w).forward(fns.X_adv).argmax(1)
-                               == fns.y_adv)),
+        efficacy=float(np.mean(network.forward(fns.X_adv).argmax(1) == fns.y_adv)),
         drawdown=base_clean - clean,
         generalisation=accuracy(network, transfer, yte),
         violated=int((margins < fns.delta - MARGIN_TOL).sum()),

@@ -46,6 +46,7 @@ def _instance(tmp_path, **kw):
     return path
 
 
+@pytest.mark.slow
 def test_json_is_one_document_and_the_onnx_output_verifies(tmp_path, capfd, digits_split):
     out = tmp_path / "corrected.onnx"
     inst = _instance(tmp_path, n_points=2, attack="pgd")

@@ -49,17 +49,20 @@ def build_model(hidden=HIDDEN):
     return nn.Sequential(*layers)
 
 
-def train(epochs: int = 60, batch: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4):
-    """Train and return ``(module, train_acc, test_acc)``."""
+def fit(build, input_shape=(64,), epochs: int = 60, batch: int = 64, lr: float = 1e-3,
+        weight_decay: float = 1e-4):
+    """Train ``build()`` on the split (inputs reshaped to ``input_shape``) and return
+    ``(module, train_acc, test_acc)``; shared with ``train_digits_cnn.py``."""
     import torch
 
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     Xtr, Xte, ytr, yte = load_split()
-    Xtr_t = torch.tensor(Xtr, dtype=torch.float32)
+    Xtr_t = torch.tensor(Xtr, dtype=torch.float32).reshape(-1, *input_shape)
+    Xte_t = torch.tensor(Xte, dtype=torch.float32).reshape(-1, *input_shape)
     ytr_t = torch.tensor(ytr, dtype=torch.long)
-    model = build_model()
+    model = build()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(SEED)
@@ -79,9 +82,13 @@ def train(epochs: int = 60, batch: int = 64, lr: float = 1e-3, weight_decay: flo
         for p in model.parameters():
             p[p.abs() < TINY] = 0.0
         acc_tr = float((model(Xtr_t).argmax(1).numpy() == ytr).mean())
-        acc_te = float((model(torch.tensor(Xte, dtype=torch.float32)).argmax(1).numpy()
-                        == yte).mean())
+        acc_te = float((model(Xte_t).argmax(1).numpy() == yte).mean())
     return model, acc_tr, acc_te
+
+
+def train(epochs: int = 60, batch: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4):
+    """Train and return ``(module, train_acc, test_acc)``."""
+    return fit(build_model, (64,), epochs, batch, lr, weight_decay)
 
 
 def main(argv=None) -> int:

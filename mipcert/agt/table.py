@@ -161,20 +161,11 @@ def plot_table(table: dict, path) -> str:
     ax.set_title(f"{table['name']}: width against time (labels: horizon)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    import os
-    import tempfile
     from pathlib import Path
+
+    from ..report.plot import save_png_atomic
     path = Path(path)
     if not path.parent.exists():
         plt.close(fig)
         raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return str(path)
+    return str(save_png_atomic(fig, path))

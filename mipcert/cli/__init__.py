@@ -13,7 +13,7 @@ import sys
 from ..errors import EXIT_USER_ERROR, MipcertError
 
 SUBCOMMANDS = ["verify", "supports", "export", "compare", "metrics", "agt", "agt-table",
-               "export-agt"]
+               "export-agt", "repair"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """The ``Network`` and its reference semantics (numpy, float64)."""
 from .layers import Affine, Dense, Flatten, Layer, ReLU, Reshape
 from .network import AffineBlock, Network
+from .params import Parameters
 
 
 def mlp(weights, biases, input_shape=None) -> Network:
@@ -17,5 +18,5 @@ def mlp(weights, biases, input_shape=None) -> Network:
     return Network(layers, shape)
 
 
-__all__ = ["Affine", "AffineBlock", "Dense", "Flatten", "Layer", "Network", "ReLU",
+__all__ = ["Affine", "AffineBlock", "Dense", "Flatten", "Layer", "Network", "Parameters", "ReLU",
            "Reshape", "mlp"]

@@ -23,6 +23,25 @@ MARKERS = {"ibp": ("v", "tab:orange"), "crown": ("^", "tab:blue"), "lp": ("s", "
 MAX_PANELS = 6
 
 
+def save_png_atomic(fig, path, dpi: int = 120, tight: bool = True) -> Path:
+    """Save a matplotlib figure as PNG through a temporary file and a rename; closes it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
 def _finite(v) -> float:
     return np.nan if v is None or not math.isfinite(v) else float(v)
 
@@ -49,25 +68,7 @@ def plot_compare(result, path) -> Path:
     for k, eps in enumerate(panels):
         _bounds_panel(fig.add_subplot(grid[1, k]), result, eps, first=k == 0)
     fig.suptitle(f"{result.name}: margin bounds by method", fontsize=13)
-    return save_png_atomic(fig, path)
-
-
-def save_png_atomic(fig, path: Path) -> Path:
-    """Save ``fig`` as PNG via a temporary file in the same folder and a rename; closes it."""
-    import matplotlib.pyplot as plt
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
-    return path
+    return save_png_atomic(fig, path, dpi=110, tight=False)
 
 
 def _fraction_panel(ax, result) -> None:

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import SolverError
 from .backend import KNOWN_SOLVERS, Backend, IncumbentCallback, available_solvers, backend_class
@@ -48,7 +49,8 @@ class PersistentSolver:
     """Build the solver model once; change the objective and re-solve (warm starts kept).
 
     The model's constraints are compiled at construction; later changes to the Pyomo model
-    are *not* seen. The model may have no active objective: call ``set_objective`` first.
+    are *not* seen, except linear constraints handed to :meth:`add_constraints` (cutting
+    planes). The model may have no active objective: call ``set_objective`` first.
     """
 
     def __init__(self, model: Any, solver: str = "highs", *, threads: int | None = None,
@@ -60,18 +62,52 @@ class PersistentSolver:
         self._has_objective = self.sf.objective is not None
         self.backend: Backend = cls(self.sf, threads=threads, options=options, verbose=verbose)
 
+    def _register(self) -> None:
+        """Tell the back-end about variables the registry numbered since the last call
+        (first used by a new objective or a new row): they become new columns."""
+        registry = self.sf.registry
+        new = registry.variables[len(self.backend.index._vars):]
+        if new:
+            lo, hi, integ = registry.bounds_and_integrality(new)
+            self.backend.add_columns(lo, hi, integ)
+            self.backend.index.extend(new)
+
+    def add_constraints(self, constraints) -> int:
+        """Compile linear Pyomo constraints (ConstraintData, e.g. the new members of a
+        ConstraintList) and append them to the solver model as rows; returns how many.
+
+        The rows join the persistent model: nothing is rebuilt and the next ``solve`` warm
+        starts. Quadratic constraints are refused.
+        """
+        registry = self.sf.registry
+        indptr, indices, data, lo, hi = [0], [], [], [], []
+        for con in constraints:
+            e = compile_expression(con.body, registry, f"constraint {con.name}")
+            if e.quad is not None:
+                raise SolverError(f"constraint {con.name} is quadratic: add_constraints takes "
+                                  "linear rows only")
+            indices.extend(e.cols)
+            data.append(np.asarray(e.coefs, float))
+            indptr.append(len(indices))
+            lo.append(-np.inf if con.lb is None else float(con.lb) - e.constant)
+            hi.append(np.inf if con.ub is None else float(con.ub) - e.constant)
+        if len(indptr) == 1:
+            return 0
+        self._register()
+        A = sp.csr_matrix((np.concatenate(data), np.asarray(indices, np.int64),
+                           np.asarray(indptr, np.int64)),
+                          shape=(len(lo), len(registry.variables)))
+        A.sum_duplicates()
+        self.backend.add_rows(A, np.asarray(lo), np.asarray(hi))
+        return len(lo)
+
     def set_objective(self, expr: Any, sense: str = "min") -> None:
         """Replace the objective with ``expr`` (a Pyomo linear or quadratic expression)."""
         if sense not in ("min", "max"):
             raise SolverError(f"sense must be 'min' or 'max', not {sense!r}")
         registry = self.sf.registry
-        before = len(registry.variables)
         e = compile_expression(expr, registry, "objective")
-        new = registry.variables[before:]
-        if new:
-            lo, hi, integ = registry.bounds_and_integrality(new)
-            self.backend.add_columns(lo, hi, integ)
-            self.backend.index.extend(new)
+        self._register()
         n = len(registry.variables)
         c = np.zeros(n)
         np.add.at(c, np.asarray(e.cols, np.int64), e.coefs)

@@ -53,6 +53,11 @@ class Backend(ABC):
               on_incumbent: IncumbentCallback | None = None) -> Any:
         """Solve and return an Outcome."""
 
+    def add_rows(self, A, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Append linear rows ``lo <= A x <= hi`` (``A``: scipy sparse, one column per
+        current column) to the model; the next solve sees them."""
+        raise SolverError(f"the {self.name} back-end cannot add rows to a built model")
+
     def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
         """Offer a starting point (column indices and values) to the next solve.
 

@@ -138,16 +138,31 @@ class GurobiBackend(Backend):
             self.is_mip = True
         self.n_cols = sum(v.shape[0] for v in self.xs)
 
-    def _add_rows(self, sf: StandardForm) -> None:
-        A, x = sf.A.tocsr(), self.x
-        lin = np.array([r not in sf.q_rows for r in range(sf.n_rows)], bool)
-        lo, hi = sf.row_lo, sf.row_hi
+    def add_rows(self, A, lo: np.ndarray, hi: np.ndarray) -> None:
+        A = sp.csr_matrix(A)
+        n_vars, n_cons, quadratic = self._counts
+        n_cons += A.shape[0]
+        limit = RESTRICTED_MAX_SIZE_QUADRATIC if quadratic else RESTRICTED_MAX_SIZE
+        if n_cons > limit and licence_is_size_limited():
+            raise _licence_error(n_vars, n_cons, quadratic)
+        self._counts = (n_vars, n_cons, quadratic)
+        self._linear_rows(A, np.ones(A.shape[0], bool), np.asarray(lo, float),
+                          np.asarray(hi, float))
+
+    def _linear_rows(self, A, lin, lo, hi) -> None:
+        x = self.x
         eq = lin & (lo == hi)
         le = lin & ~eq & np.isfinite(hi)
         ge = lin & ~eq & np.isfinite(lo)
         for mask, sense, rhs in ((eq, GRB.EQUAL, hi), (le, GRB.LESS_EQUAL, hi), (ge, GRB.GREATER_EQUAL, lo)):
             if mask.any():
                 self.m.addMConstr(A[mask], x, sense, rhs[mask])
+
+    def _add_rows(self, sf: StandardForm) -> None:
+        A, x = sf.A.tocsr(), self.x
+        lin = np.array([r not in sf.q_rows for r in range(sf.n_rows)], bool)
+        lo, hi = sf.row_lo, sf.row_hi
+        self._linear_rows(A, lin, lo, hi)
         n = sf.n_cols
         for r, q in sf.q_rows.items():
             Q = sp.coo_matrix((q.vals, (q.rows, q.cols)), shape=(n, n)).tocsr()

@@ -154,6 +154,18 @@ class HighsBackend(Backend):
             self.is_mip = True
         self.n_cols += k
 
+    def add_rows(self, A, lo: np.ndarray, hi: np.ndarray) -> None:
+        A = sp.csr_matrix(A)
+        if A.shape[0] == 0:
+            return
+        A.sort_indices()
+        status = self.h.addRows(A.shape[0], _inf(lo), _inf(hi), A.nnz, A.indptr[:-1].astype(np.int32),
+                                A.indices.astype(np.int32), A.data.astype(np.float64))
+        if status == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS rejected the new rows (addRows failed)")
+        self._rows_hold_at_zero &= bool(np.all(np.asarray(lo) <= EMPTY_ROW_TOLERANCE) and
+                                        np.all(np.asarray(hi) >= -EMPTY_ROW_TOLERANCE))
+
     def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
         if self.is_mip and len(cols):
             self.h.setSolution(len(cols), np.asarray(cols, np.int32), np.asarray(values, np.float64))
@@ -161,7 +173,10 @@ class HighsBackend(Backend):
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None) -> Outcome:
         h, sense = self.h, self.sense
-        h.setOptionValue("time_limit", float(time_limit) if time_limit is not None else highspy.kHighsInf)
+        # HiGHS's time_limit is checked against the instance's run clock, which keeps counting
+        # over every run of this (persistent) instance: offset it by the time already used
+        h.setOptionValue("time_limit", float(time_limit) + h.getRunTime()
+                         if time_limit is not None else highspy.kHighsInf)
         stop = EarlyStop(self.index, sense, stop_bound, on_incumbent)
 
         def improving(e) -> None:

@@ -12,6 +12,7 @@ import logging
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import SolverError, SolverUnavailableError
 from .backend import Backend, EarlyStop, IncumbentCallback, Timer, finite_or_none
@@ -112,21 +113,33 @@ class ScipBackend(Backend):
             self.is_mip = True
         self.n_cols = len(self.vars)
 
+    def add_rows(self, A, lo: np.ndarray, hi: np.ndarray) -> None:
+        if self.m.getStage() > 1:  # beyond PROBLEM: rows can only go into the original problem
+            self.m.freeTransform()
+        first = self._n_rows
+        self._rows(sp.csr_matrix(A), np.asarray(lo, float), np.asarray(hi, float), {}, first)
+
     def _add_rows(self, sf: StandardForm) -> None:
-        A, v = sf.A.tocsr(), self.vars
+        self._n_rows = 0
+        self._rows(sf.A.tocsr(), sf.row_lo, sf.row_hi, sf.q_rows, 0)
+
+    def _rows(self, A, row_lo, row_hi, q_rows, first: int) -> None:
+        v = self.vars
         indptr, indices, data = A.indptr, A.indices.tolist(), A.data.tolist()
-        for r in range(sf.n_rows):
+        for r in range(A.shape[0]):
             terms = {}
             for k in range(indptr[r], indptr[r + 1]):
                 terms[Term(v[indices[k]])] = data[k]
-            q = sf.q_rows.get(r)
+            q = q_rows.get(r)
             if q is not None:
                 for a, b, c in zip(q.rows.tolist(), q.cols.tolist(), q.vals.tolist()):
                     t = Term(v[a], v[b])
                     terms[t] = terms.get(t, 0.0) + c
-            lo, hi = sf.row_lo[r], sf.row_hi[r]
+            lo, hi = row_lo[r], row_hi[r]
             self.m.addCons(ExprCons(Expr(terms), lhs=None if math.isinf(lo) else float(lo),
-                                    rhs=None if math.isinf(hi) else float(hi)), name=f"r{r}")
+                                    rhs=None if math.isinf(hi) else float(hi)),
+                           name=f"r{first + r}")
+        self._n_rows = first + A.shape[0]
 
     def set_objective(self, c: np.ndarray, c0: float, sense: str, quad: QuadTerms | None) -> None:
         m, v = self.m, self.vars

@@ -2,7 +2,7 @@
 
 The attack minimises one clause margin ``max_r (C_r f(x) - d_r)`` at a time by signed-gradient
 steps projected onto the region's box (FORMULATIONS 5's PGD, on the property's margin instead
-of the loss). A point is only returned after the caller's ``check`` confirms it.
+of the loss; the projected-step loop lives in :mod:`mipcert.attacks`). A point is only returned after the caller's ``check`` confirms it.
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import logging
 import time
 
 import numpy as np
+
+from ..attacks import projected_sign_descent
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +26,20 @@ def clause_margin_and_grad(network, clause, x):
 
 
 def pgd(network, region, clause, starts, steps: int = 60, step_frac: float = 0.25):
-    """PGD on one clause margin from ``starts`` ``(B, n)``; returns the best points and margins."""
+    """PGD on one clause margin from ``starts`` ``(B, n)``; returns the best points and margins.
+
+    The step shrinks linearly from ``step_frac`` of the box width to 0.1 % of it; the loop is
+    :func:`mipcert.attacks.projected_sign_descent` (shared with the attacks of adversary
+    correction).
+    """
     lo, hi = region.lo, region.hi
     width = hi - lo
-    x = np.clip(starts, lo, hi)
-    best_x, best_m = x.copy(), np.full(x.shape[0], np.inf)
-    for it in range(steps):
-        m, g = clause_margin_and_grad(network, clause, x)
-        better = m < best_m
-        best_x[better], best_m[better] = x[better], m[better]
-        alpha = step_frac * width * (1.0 - it / steps) + 1e-3 * width
-        x = np.clip(x - alpha * np.sign(g), lo, hi)
-    m = clause.margin(network.forward(x))
-    better = m < best_m
-    best_x[better], best_m[better] = x[better], m[better]
-    return best_x, best_m
+
+    def step(it):
+        return step_frac * width * (1.0 - it / steps) + 1e-3 * width
+
+    return projected_sign_descent(lambda x: clause_margin_and_grad(network, clause, x),
+                                  starts, lo, hi, steps, step)
 
 
 # Multiply-adds spent on random and local search (about a second of numpy).

@@ -1,0 +1,171 @@
+"""A chosen subset of a network's parameters as one flat vector, and the reference backward
+pass with respect to it (numpy, float64).
+
+:class:`Parameters` picks Dense layers of a :class:`~mipcert.network.Network` (``"last"``,
+``"all"`` or a list of layer names); its vector ``w`` (shape ``(P,)``) holds, layer by layer
+in network order, the weight ``W_l`` ``(out, in)`` row-major and then the bias ``b_l``. The
+other layers stay fixed. (A convolution is a Dense layer after import, so correcting it
+changes its lowered matrix entry by entry; the result is still an exact network.)
+
+Backward pass (the chain rule through the layer list, ReLU derivative at 0 taken as 0)::
+
+    g_out of a Dense layer  ->  dW = g_out a_inᵀ,  db = g_out,  g_in = g_out W
+    ReLU: g_in = g_out * 1[a_in > 0];  Affine: g_in = g_out * scale;  Reshape: g_in = g_out
+
+:meth:`Parameters.logits_jacobian` seeds it with the unit vectors of every logit
+(``dz_k / dw`` for every sample and class), :meth:`Parameters.loss_and_grad` with
+``(softmax(z) - e_y) / B`` (the mean cross-entropy).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .layers import Affine, Dense, ReLU, Reshape
+from .network import Network
+
+
+class Parameters:
+    """The parameters of the Dense layers ``layers`` of ``network`` as a flat vector.
+
+    ``layers``: ``"last"`` (default: the last Dense layer), ``"all"`` (every Dense layer) or
+    a list of layer names (each must be a Dense layer of ``network``).
+    """
+
+    def __init__(self, network: Network, layers="last"):
+        self.network = network
+        names = network.layer_names
+        dense = [n for n, l in zip(names, network.layers) if isinstance(l, Dense)]
+        if not dense:
+            raise InputError("the network has no dense layer whose parameters could change")
+        if layers == "last":
+            chosen = [dense[-1]]
+        elif layers == "all":
+            chosen = list(dense)
+        elif isinstance(layers, str):
+            raise InputError(f"layers = {layers!r}: use \"last\", \"all\" or a list of layer "
+                             f"names from {dense}")
+        else:
+            chosen = list(layers)
+            if not chosen:
+                raise InputError(f"layers is an empty list: name at least one of {dense}")
+            for n in chosen:
+                if n not in dense:
+                    kind = "not a dense layer" if n in names else "unknown layer"
+                    raise InputError(f"{kind} {n!r} in layers: choose among the dense layers "
+                                     f"{dense} (or \"last\" / \"all\")")
+        self.layer_names = [n for n in dense if n in set(chosen)]  # network order
+        self._slices: dict[str, tuple[slice, slice, tuple[int, int]]] = {}
+        pos = 0
+        for n in self.layer_names:
+            W = network.graph.nodes[n]["layer"].W
+            sw = slice(pos, pos + W.size)
+            sb = slice(sw.stop, sw.stop + W.shape[0])
+            self._slices[n] = (sw, sb, W.shape)
+            pos = sb.stop
+        self.size = pos
+        self.w0 = self.vector(network)
+
+    # ----------------------------------------------------------------- vectors
+    def vector(self, network: Network) -> np.ndarray:
+        """The chosen parameters of ``network`` (same architecture) as ``(P,)``."""
+        w = np.empty(self.size)
+        for n, (sw, sb, _) in self._slices.items():
+            layer = network.graph.nodes[n]["layer"]
+            w[sw], w[sb] = layer.W.ravel(), layer.b
+        return w
+
+    def names(self) -> list[str]:
+        """Readable names ``layer.W[i,j]`` / ``layer.b[i]`` in vector order."""
+        out = []
+        for n, (_, _, (r, c)) in self._slices.items():
+            out += [f"{n}.W[{i},{j}]" for i in range(r) for j in range(c)]
+            out += [f"{n}.b[{i}]" for i in range(r)]
+        return out
+
+    def _layers_with(self, w) -> list:
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (self.size,):
+            raise InputError(f"parameter vector has shape {w.shape}, expected ({self.size},)")
+        out = []
+        for n, layer in zip(self.network.layer_names, self.network.layers):
+            if n in self._slices:
+                sw, sb, shape = self._slices[n]
+                layer = Dense(w[sw].reshape(shape), w[sb])
+            out.append(layer)
+        return out
+
+    def network_with(self, w) -> Network:
+        """A new :class:`Network` with the chosen parameters set to ``w`` (others shared)."""
+        return Network(self._layers_with(w), self.network.input_shape,
+                       names=self.network.layer_names)
+
+    # ----------------------------------------------------------------- passes
+    def _forward(self, w, X):
+        layers = self._layers_with(w)
+        a, _ = self.network._as_batch(X)
+        inputs = []
+        for layer in layers:
+            inputs.append(a)
+            a = layer.forward(a)
+        return layers, inputs, a
+
+    def _backward(self, layers, inputs, g, rows, per_row: bool) -> np.ndarray:
+        """Gradient of ``sum_r g[r] · z[rows[r]]`` w.r.t. ``w``: ``(R, P)`` per row, or ``(P,)``.
+
+        ``g``: ``(R, m)`` seeds on the logits; ``rows``: ``(R,)`` sample index of each seed.
+        """
+        out = np.zeros((len(g), self.size)) if per_row else np.zeros(self.size)
+        first = min(self.network.layer_names.index(n) for n in self.layer_names)
+        for idx in range(len(layers) - 1, first - 1, -1):
+            name, layer, a_in = self.network.layer_names[idx], layers[idx], inputs[idx][rows]
+            if isinstance(layer, Dense):
+                if name in self._slices:
+                    sw, sb, _ = self._slices[name]
+                    if per_row:
+                        out[:, sw] = (g[:, :, None] * a_in[:, None, :]).reshape(len(g), -1)
+                        out[:, sb] = g
+                    else:
+                        out[sw], out[sb] = (g.T @ a_in).ravel(), g.sum(axis=0)
+                if idx > first:
+                    g = g @ layer.W
+            elif isinstance(layer, ReLU):
+                g = g * (a_in > 0)
+            elif isinstance(layer, Affine):
+                g = g * layer._full(a_in.shape[1])[0]
+            elif not isinstance(layer, Reshape):
+                raise InputError(f"no backward pass for layer {name!r} of type "
+                                 f"{type(layer).__name__}")
+        return out
+
+    def logits(self, w, X) -> np.ndarray:
+        """``z = f(X; w)``: ``(B, m)``."""
+        return self._forward(w, X)[2]
+
+    def logits_jacobian(self, w, X) -> tuple[np.ndarray, np.ndarray]:
+        """``(z (B, m), J (B, m, P))`` with ``J[i, k] = d z_k(x_i; w) / d w``."""
+        layers, inputs, z = self._forward(w, X)
+        B, m = z.shape
+        seeds = np.tile(np.eye(m), (B, 1))
+        rows = np.repeat(np.arange(B), m)
+        J = self._backward(layers, inputs, seeds, rows, per_row=True)
+        return z, J.reshape(B, m, self.size)
+
+    def loss_and_grad(self, w, X, y) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy ``(1/B) sum_i -log softmax(z_i)_{y_i}`` and its gradient ``(P,)``."""
+        layers, inputs, z = self._forward(w, X)
+        y = np.asarray(y, dtype=np.int64).reshape(-1)
+        zs = z - z.max(axis=1, keepdims=True)
+        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
+        B = len(y)
+        seed = np.exp(logp)
+        seed[np.arange(B), y] -= 1.0
+        grad = self._backward(layers, inputs, seed / B, np.arange(B), per_row=False)
+        return float(-logp[np.arange(B), y].mean()), grad
+
+    def loss(self, w, X, y) -> float:
+        """Mean cross-entropy only (no backward pass)."""
+        z = self.logits(w, X)
+        zs = z - z.max(axis=1, keepdims=True)
+        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(z)), np.asarray(y, dtype=np.int64)].mean())

@@ -372,7 +372,11 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
     if method not in METHODS or method == "ibp":
         raise InputError(f"unknown optimisation method {method!r}: choose lp, qcp, milp or miqcp")
     relaxation = Relaxation.parse(method)
-    solver = (solver or DEFAULT_SOLVER[method]).lower()
+    if solver is None:
+        # without a product of two continuous variables the quadratic methods build the
+        # same linear model as their McCormick twins: HiGHS solves it
+        solver = DEFAULT_SOLVER[method] if has_bilinear(run, pert) else "highs"
+    solver = solver.lower()
     if time_limit is not None and time_limit <= 0:
         raise InputError(f"time limit {time_limit}: give a positive number of seconds")
     if params_per_job < 1:

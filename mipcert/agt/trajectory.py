@@ -32,6 +32,7 @@ from ..encode.sgd import perturbation_vars, sgd_update, substitute
 from ..encode.training import backward, clip, dense, layer_gradient, loss_gradient
 from ..encode.varray import VArray, concat, const, new_vars
 from ..errors import InputError
+from ..network.training import split_layers
 from ..relaxation import Relaxation
 from .instance import PerturbationConfig
 from .run import TrainingRun
@@ -67,17 +68,7 @@ class Window:
 
 def split_theta(theta: VArray, run: TrainingRun) -> list[tuple[VArray, VArray | None]]:
     """``[(W_l (out, in), b_l (out,) or None)]`` views of a flat ``(P,)`` VArray."""
-    out, pos = [], 0
-    for s in run.layers:
-        nW = s.out * s.inp
-        W = theta[pos:pos + nW].reshape(s.out, s.inp)
-        pos += nW
-        b = None
-        if s.bias:
-            b = theta[pos:pos + s.out]
-            pos += s.out
-        out.append((W, b))
-    return out
+    return split_layers(theta, run.layers)
 
 
 def theta_vars(block, name: str, lo: np.ndarray, hi: np.ndarray) -> VArray:

@@ -1,8 +1,6 @@
 """``mipcert repair INSTANCE.toml``: adversary correction with before/after tables."""
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from pathlib import Path
 
@@ -25,21 +23,6 @@ def register(sub) -> None:
                    help="write the corrected network (the pick of the first norm) as ONNX")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Route file descriptor 1 to stderr (solver banners written by C code included) so that
-    ``--json`` leaves exactly one document on stdout."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _check_output(path, suffix: str, what: str) -> Path | None:
@@ -67,7 +50,9 @@ def run(args) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    with _stdout_to_stderr():
+    from ..quiet import stdout_to_stderr
+
+    with stdout_to_stderr():
         report = run_experiment(inst, progress=progress)
         first = report.corrections[inst.norms[0]]
         network = first.network()

@@ -70,6 +70,12 @@ def unflatten(theta: np.ndarray, layers: Sequence[LayerShape]):
     if theta.shape != (param_count(layers),):
         raise InputError(f"parameter vector has shape {theta.shape}, expected "
                          f"({param_count(layers)},) for layers {layers}")
+    return split_layers(theta, layers)
+
+
+def split_layers(theta, layers: Sequence[LayerShape]):
+    """:func:`unflatten` for any 1-D sliceable with ``reshape`` (numpy arrays, the encoders'
+    ``VArray``), without conversion or checks."""
     out, pos = [], 0
     for s in layers:
         W = theta[pos:pos + s.out * s.inp].reshape(s.out, s.inp)

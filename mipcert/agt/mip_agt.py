@@ -8,9 +8,9 @@ Sound-answer rules, stated once:
    that fails or proves nothing gives the interval AGT bound instead, and the record says so.
 2. Every box is intersected with the interval AGT box of the same step, so a method never
    reports anything looser than IBP. Every proved box is checked against known reachable
-   points (the nominal run and a few replayed random perturbed runs): a bound that excludes
-   one is a wrong solver answer (seen with HiGHS and SCIP presolve on these models), and
-   the previous valid bound is kept instead.
+   points (every perturbed run where a discrete threat has at most 5000, else the nominal
+   run and 16 replayed random ones): a bound that excludes one is a wrong solver answer
+   (seen with HiGHS and SCIP on these models), and the previous valid bound is kept.
 3. A window ``[s, e)`` starts from the box proved at step ``s`` (for ``s = 0`` the point
    ``theta_0``) and gets the whole budget ``k``: a sound relaxation of one budget over the
    run, exact for the full horizon.
@@ -307,19 +307,30 @@ SENTINEL_TOL = 1e-6
 SENTINEL_RUNS = 16
 
 
+#: enumerate every admissible perturbation for the check when there are at most this many
+SENTINEL_ENUMERATE = 5000
+
+
 def reachable_trajectories(run: TrainingRun, pert: PerturbationConfig, n: int,
                            seed: int = 0) -> np.ndarray:
-    """``(1 + n, T + 1, P)``: the nominal trajectory and ``n`` random admissible perturbed
-    ones (:func:`mipcert.agt.enumerate.random_descs`), replayed by the numpy reference."""
+    """``(R, T + 1, P)``: known reachable trajectories, replayed by the numpy reference: every
+    admissible perturbed run when a discrete threat has at most :data:`SENTINEL_ENUMERATE`
+    of them (then a proved box that misses any reachable value is caught), else the nominal
+    run and ``n`` random admissible ones (:func:`mipcert.agt.enumerate.random_descs`)."""
     from ..network import training as ref
-    from .enumerate import random_descs
+    from .enumerate import _enumerate_descs, _is_discrete, enumeration_count, random_descs
     from .perturb import perturbed_data
     out = [run.train_trajectory()]
-    if not pert.is_zero and n > 0:
-        for desc in random_descs(run, pert, n, np.random.default_rng(seed)):
-            X, y, batches = perturbed_data(run, desc)
-            out.append(ref.train(run.theta0, run.layers, X, y, batches, run.lrs, run.loss,
-                                 run.clip, trajectory=True))
+    if pert.is_zero:
+        return np.stack(out)
+    if _is_discrete(pert) and enumeration_count(run, pert) <= SENTINEL_ENUMERATE:
+        descs = _enumerate_descs(run, pert)
+    else:
+        descs = random_descs(run, pert, n, np.random.default_rng(seed))
+    for desc in descs:
+        X, y, batches = perturbed_data(run, desc)
+        out.append(ref.train(run.theta0, run.layers, X, y, batches, run.lrs, run.loss,
+                             run.clip, trajectory=True))
     return np.stack(out)
 
 

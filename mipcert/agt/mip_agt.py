@@ -252,6 +252,25 @@ class _Fanout:
             self.pool.shutdown(cancel_futures=True)
 
 
+#: relative margin by which the boxes handed to a model are widened (not the reported ones)
+MODEL_BOX_MARGIN = 1e-6
+
+
+def model_boxes(boxes):
+    """The boxes as bounds for a model: every coordinate of positive width widened by
+    :data:`MODEL_BOX_MARGIN` (relative, plus the same absolute). Proved boxes are exact up
+    to 1e-9, and a variable whose range is that narrow (a parameter multiplying a feature of
+    1e-10) led HiGHS's and SCIP's presolve to cut off feasible points; a margin above the
+    solvers' tolerances keeps every reachable point strictly inside. Point coordinates
+    (exact constants, e.g. ``theta_0``) stay points."""
+    out = []
+    for lo, hi in boxes:
+        pad = MODEL_BOX_MARGIN * (1.0 + np.maximum(np.abs(lo), np.abs(hi)))
+        wide = hi > lo
+        out.append((np.where(wide, lo - pad, lo), np.where(wide, hi + pad, hi)))
+    return out
+
+
 def _intersect(a, b):
     return np.maximum(a[0], b[0]), np.minimum(a[1], b[1])
 
@@ -264,8 +283,8 @@ def _prove_box(run, pert, relaxation, start, stop, boxes, solver, time_limit, fa
     P = run.n_params
     ilo, ihi = boxes[stop]
     targets = [(j, s) for j in range(P) for s in ("min", "max")]
-    jobs = _jobs_for(run, pert, relaxation, start, stop, boxes, targets, solver, time_limit,
-                     per_job)
+    jobs = _jobs_for(run, pert, relaxation, start, stop, model_boxes(boxes), targets, solver,
+                     time_limit, per_job)
     results = fanout.map(solve_job, jobs)
     flat = [r for res, _ in results for r in res]
     size = results[0][1] if results else {}

@@ -53,13 +53,14 @@ def face_bounds(run, pert, relaxation, boxes, horizon: int, K: int, solver: str,
     """Maximise ``c_k^T theta_T`` on the model of the last window. Returns a JSON-ready dict
     ``{"directions": (K, P), "bounds": (K,), "status": [...]}``; a face whose solve proved
     nothing gets ``d_k = max over the box`` (the box's own support value)."""
-    from .mip_agt import _Job, solve_job
+    from .mip_agt import _Job, model_boxes, solve_job
     T = len(run.batches)
     start = ((T - 1) // horizon) * horizon
     if directions is None:
         directions = face_directions(run, None, run.theta0, K)
     targets = [(np.asarray(c, np.float64), "max") for c in directions]
-    job = _Job(run, pert, relaxation.label, start, T, boxes, targets, solver, time_limit)
+    job = _Job(run, pert, relaxation.label, start, T, model_boxes(boxes), targets, solver,
+               time_limit)
     (res, _), = fanout.map(solve_job, [job])
     lo, hi = boxes[T]
     bounds, status = [], []

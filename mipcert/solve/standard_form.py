@@ -301,6 +301,35 @@ def compile_expression(expr: Any, columns: _Columns, what: str) -> _Expr:
     return _Expr(cols, coefs, float(value(repn.constant)), quad)
 
 
+#: matrix entries at or below this magnitude are absorbed into the row bounds (HiGHS drops
+#: |a| <= 1e-9 by default and SCIP treats such values as zero: silently, which changes the
+#: model; absorbing them keeps every feasible point feasible)
+TINY_COEFFICIENT = 1e-9
+
+
+def absorb_tiny_coefficients(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
+                             col_lo: np.ndarray, col_hi: np.ndarray):
+    """Remove entries with ``0 < |a_rj| <= TINY_COEFFICIENT`` of bounded columns, widening
+    row ``r`` by ``|a_rj| max(|lo_j|, |hi_j|)`` on both sides: the row then only relaxes
+    (a sound relaxation), where a solver dropping the entry could cut off feasible points.
+    Entries of unbounded columns are kept. Returns ``(A, row_lo, row_hi)`` (new arrays)."""
+    if A.nnz == 0:
+        return A, row_lo, row_hi
+    coo = A.tocoo()
+    mag = np.maximum(np.abs(col_lo), np.abs(col_hi))[coo.col]
+    tiny = (np.abs(coo.data) <= TINY_COEFFICIENT) & (coo.data != 0) & np.isfinite(mag)
+    if not tiny.any():
+        return A, row_lo, row_hi
+    slack = np.zeros(A.shape[0])
+    np.add.at(slack, coo.row[tiny], np.abs(coo.data[tiny]) * mag[tiny])
+    slack *= 1.0 + 1e-12
+    keep = ~tiny
+    A2 = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=A.shape)
+    log.debug("absorbed %d tiny coefficients into the bounds of %d rows", int(tiny.sum()),
+              int((slack > 0).sum()))
+    return A2, row_lo - slack, row_hi + slack
+
+
 def active_objectives(model: Any) -> list:
     return list(model.component_data_objects(Objective, active=True, descend_into=True))
 
@@ -353,8 +382,10 @@ def _compile_model(model: Any, require_objective: bool) -> StandardForm:
         shape=(len(cons), n))
     A.sum_duplicates()
     col_lo, col_hi, integ = columns.bounds_and_integrality(columns.variables)
-    sf = StandardForm(c=c, c0=c0, sense=sense, A=A, row_lo=np.asarray(lo_list, float),
-                      row_hi=np.asarray(hi_list, float), col_lo=col_lo, col_hi=col_hi,
+    row_lo, row_hi = np.asarray(lo_list, float), np.asarray(hi_list, float)
+    A, row_lo, row_hi = absorb_tiny_coefficients(A, row_lo, row_hi, col_lo, col_hi)
+    sf = StandardForm(c=c, c0=c0, sense=sense, A=A, row_lo=row_lo,
+                      row_hi=row_hi, col_lo=col_lo, col_hi=col_hi,
                       integrality=integ, variables=columns.variables, constraints=cons,
                       q_obj=q_obj, q_rows=q_rows, objective=objective, registry=columns)
     log.debug("compiled %d rows, %d columns, %d nonzeros (%d quadratic rows)", len(cons), n, A.nnz, len(q_rows))

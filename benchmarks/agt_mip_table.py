@@ -65,7 +65,11 @@ def main(argv) -> int:
                        "note": "2-core VM shared with other jobs while measured: timings are "
                                "upper estimates",
                        "command": "python benchmarks/agt_mip_table.py " + " ".join(specs)}
-    tmp = OUT.with_suffix(".tmp")
+    latest = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}  # merge late
+    latest["runs"].update(results["runs"])
+    latest["meta"] = results["meta"]
+    results = latest
+    tmp = OUT.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, OUT)
     return 0

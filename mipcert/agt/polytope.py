@@ -53,7 +53,8 @@ def face_bounds(run, pert, relaxation, boxes, horizon: int, K: int, solver: str,
     """Maximise ``c_k^T theta_T`` on the model of the last window. Returns a JSON-ready dict
     ``{"directions": (K, P), "bounds": (K,), "status": [...]}``; a face whose solve proved
     nothing gets ``d_k = max over the box`` (the box's own support value)."""
-    from .mip_agt import _Job, model_boxes, solve_job
+    from .guards import model_boxes
+    from .mip_agt import _Job, solve_job
     T = len(run.batches)
     start = ((T - 1) // horizon) * horizon
     if directions is None:

@@ -14,7 +14,7 @@ from mipcert.agt.trajectory import build_window
 from mipcert.network import training as ref
 from mipcert.solve import PersistentSolver
 
-from .helpers import perturbed, tiny_run, used_samples
+from .helpers import perturbed, tiny_run
 
 
 def _fix_window(w, run, theta1, pert, chosen, shifts=None):
@@ -61,6 +61,14 @@ def _min_max(w, solver, j):
     return tuple(out)
 
 
+def _assert_reproduces(w, run, solver, theta_end):
+    """min and max of every final parameter both equal the reference value."""
+    for j in range(run.n_params):
+        lo, hi = _min_max(w, solver, j)
+        assert lo == pytest.approx(theta_end[j], abs=1e-6)
+        assert hi == pytest.approx(theta_end[j], abs=1e-6)
+
+
 def _reference(run, X, y, batches, steps):
     return ref.train(run.theta0, run.layers, X, y, batches[:steps], run.lrs[:steps], run.loss,
                      run.clip, trajectory=True)
@@ -88,10 +96,7 @@ def test_window_reproduces_reference(loss, hidden, kind, method):
         traj = _reference(run, X, y, batches, 3)
         w = build_window(run, pert, method, 1, 3, boxes)
         _fix_window(w, run, traj[1], pert, chosen)
-        for j in range(run.n_params):
-            lo, hi = _min_max(w, solver, j)
-            assert lo == pytest.approx(traj[3][j], abs=1e-6)
-            assert hi == pytest.approx(traj[3][j], abs=1e-6)
+        _assert_reproduces(w, run, solver, traj[3])
 
 
 def test_clipped_substitution_point():
@@ -102,10 +107,7 @@ def test_clipped_substitution_point():
     traj = _reference(run, run.X, run.y, run.batches, 2)
     w = build_window(run, pert, "miqcp", 1, 2, boxes)
     _fix_window(w, run, traj[1], pert, ())
-    for j in range(run.n_params):
-        lo, hi = _min_max(w, "scip", j)
-        assert lo == pytest.approx(traj[2][j], abs=1e-6)
-        assert hi == pytest.approx(traj[2][j], abs=1e-6)
+    _assert_reproduces(w, run, "scip", traj[2])
 
 
 def test_bounded_poisoning_point():
@@ -122,10 +124,7 @@ def test_bounded_poisoning_point():
     # theta_1 is the reference's on the *clean* first step when i0 is not in batch 0
     w = build_window(run, pert, "miqcp", 1, 2, boxes)
     _fix_window(w, run, traj[1], pert, (i0,), shifts=(dx, dy, ()))
-    for j in range(run.n_params):
-        lo, hi = _min_max(w, "scip", j)
-        assert lo == pytest.approx(traj[2][j], abs=1e-6)
-        assert hi == pytest.approx(traj[2][j], abs=1e-6)
+    _assert_reproduces(w, run, "scip", traj[2])
 
 
 @pytest.mark.parametrize("loss", ["bce", "cross_entropy"])

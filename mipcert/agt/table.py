@@ -22,7 +22,7 @@ from .run import build_run
 
 #: the paper's table (Sosnin et al., section 8.2): total width (seconds) on its half-moons SVM
 PAPER_TABLE = {
-    "ibp": {"1": (339.7, 2.2)},
+    "ibp": {"-": (339.7, 2.2)},
     "lp": {"1": (311.3, 66), "3": (275.4, 59.7), "5": (243.7, 85.5), "7": (228.5, 105),
            "full": (207.7, 157)},
     "qcp": {"1": (296.4, 4418), "3": (244.8, 28954), "5": (233.5, 30689), "7": (220.7, 25170),
@@ -49,16 +49,17 @@ class TableRow:
     attained_upper: int | None = None
     contains_hull: bool | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self, paper: bool = False) -> dict:
+        """JSON row; ``paper``: add the paper's figures (its half-moons SVM only)."""
         out = {"method": self.method, "horizon": self.horizon, "total_width": self.total_width,
                "seconds": self.seconds, "fallbacks": self.fallbacks,
                "lower": self.lower.tolist(), "upper": self.upper.tolist()}
         if self.attained_lower is not None:
             out.update(attained_lower=self.attained_lower, attained_upper=self.attained_upper,
                        contains_hull=self.contains_hull)
-        paper = PAPER_TABLE.get(self.method, {}).get(self.horizon)
-        if paper:
-            out["paper_width"], out["paper_seconds"] = paper
+        figures = PAPER_TABLE.get(self.method, {}).get(self.horizon) if paper else None
+        if figures:
+            out["paper_width"], out["paper_seconds"] = figures
         return out
 
 
@@ -110,6 +111,7 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
                                 for w in res.windows for s in w.solves)
             secs = time.perf_counter() - t0
             label = "full" if (method != "ibp" and parse_horizon(h, T) == T and h == "full") else h
+            label = "-" if method == "ibp" else label
             row = TableRow(method, label, float(np.sum(res.upper - res.lower)), secs,
                            res.lower, res.upper, fallbacks)
             if hull is not None:
@@ -126,7 +128,8 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
     out = {"name": inst.name, "steps": T, "n_params": run.n_params,
            "perturbation": {"kind": inst.perturbation.kind, "k": inst.perturbation.k,
                             "eps": inst.perturbation.eps, "nu": inst.perturbation.nu},
-           "param_names": run.param_names, "rows": [r.as_json() for r in rows]}
+           "param_names": run.param_names,
+           "rows": [r.as_json(paper=inst.name == "moons_svm") for r in rows]}
     if hull is not None:
         out["hull"] = {"total_width": hull.total_width, "lower": hull.lower.tolist(),
                        "upper": hull.upper.tolist(), "n_runs": hull.n_runs}

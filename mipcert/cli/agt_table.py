@@ -57,7 +57,8 @@ def _render(table, args) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    import sys
+    con = Console(width=None if sys.stdout.isatty() else 140)
     p = table["perturbation"]
     title = (f"{table['name']}: {table['steps']} steps, {table['n_params']} parameters, "
              f"{p['kind']} k={p['k']}")

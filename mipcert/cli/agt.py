@@ -15,15 +15,25 @@ METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")
 def add_mip_options(p) -> None:
     """Options shared by ``agt`` and ``agt-table`` for the optimisation methods."""
     p.add_argument("--solver", choices=["highs", "scip", "gurobi"], default=None,
-                   help="default: highs for lp/milp, scip for qcp/miqcp (quadratic)")
+                   help="default: highs for lp/milp, scip for qcp/miqcp when the model has "
+                        "products of two continuous variables (else highs)")
     p.add_argument("--time-limit", type=float, default=None, metavar="S",
                    help="seconds per solve (a limit gives the proven dual bound, never "
                         "an incumbent)")
     p.add_argument("--workers", type=int, default=None,
-                   help="local worker processes for the independent solves (default 1)")
+                   help="local worker processes for the independent solves (default: one "
+                        "per CPU; 1 runs them in this process)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the solves on a Dask distributed cluster (tcp://host:port)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def workers_of(args) -> int:
+    """``--workers``, defaulting to one local process per CPU."""
+    if args.workers is not None:
+        return args.workers
+    from ..solve.fanout import default_workers
+    return default_workers()
 
 
 def progress_printer(args):
@@ -65,7 +75,7 @@ def run_agt(args: argparse.Namespace) -> int:
     with stdout_to_stderr():  # solver banners (worker processes too) never reach stdout
         outcome = certify_instance(
             args.instance, method=args.method, device=args.device, horizon=args.horizon,
-            solver=args.solver, time_limit=args.time_limit, workers=args.workers,
+            solver=args.solver, time_limit=args.time_limit, workers=workers_of(args),
             scheduler=args.scheduler, faces=args.faces, progress=progress_printer(args))
     plot = None
     if args.plot:

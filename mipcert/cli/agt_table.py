@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .agt import add_mip_options, progress_printer
+from .agt import add_mip_options, progress_printer, workers_of
 
 
 def register(subparsers) -> None:
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     with stdout_to_stderr():
         table = relaxation_table(args.instance, methods, horizons, args.solver,
-                                 args.time_limit, args.workers, args.scheduler,
+                                 args.time_limit, workers_of(args), args.scheduler,
                                  args.exact_check, progress_printer(args))
     if args.json:
         write_text_atomic(args.json, json.dumps(table))

@@ -111,7 +111,8 @@ def certify_instance(instance, method: str = "ibp", device: str = "cpu",
                      perturbation: PerturbationConfig | None = None, *, horizon="full",
                      solver: str | None = None, time_limit: float | None = None,
                      workers: int | None = None, scheduler: str | None = None,
-                     faces: int = 0, progress=None, tighten: bool = True) -> AGTOutcome:
+                     faces: int = 0, progress=None, tighten: bool = True,
+                     tighten_every: int = 1) -> AGTOutcome:
     """Certify the run an instance describes: the box, its certificates and (with
     ``[privacy]``) private prediction. ``perturbation`` overrides the file's.
 
@@ -141,7 +142,7 @@ def certify_instance(instance, method: str = "ibp", device: str = "cpu",
         dirs = face_directions(run, data.X_test, nominal, faces) if faces else None
         result = mip_agt(run, inst.perturbation, method, horizon, solver, time_limit, workers,
                          scheduler, faces, device, tighten=tighten, progress=progress,
-                         face_dirs=dirs)
+                         face_dirs=dirs, tighten_every=tighten_every)
         extra.update(result.as_json())
         extra["interval_total_width"] = interval.total_width
         if run.loss in RELAXED_LOSSES:

@@ -316,13 +316,15 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
             horizon="full", solver: str | None = None, time_limit: float | None = None,
             workers: int | None = None, scheduler: str | None = None, faces: int = 0,
             device: str = "cpu", tighten: bool = True, params_per_job: int = 4,
-            progress=None, face_dirs: np.ndarray | None = None) -> MIPResult:
+            progress=None, face_dirs: np.ndarray | None = None,
+            tighten_every: int = 1) -> MIPResult:
     """Bound every parameter reachable by the run under ``pert`` (module docstring).
 
     ``method``: lp | qcp | milp | miqcp; ``horizon``: steps per window or 'full';
     ``time_limit``: seconds per solve; ``faces``: extra polytope directions at the end
     (:mod:`.polytope`; ``face_dirs`` ``(faces, P)`` chooses them); ``progress(message)``:
-    called after every proved box; ``tighten``: progressive tightening inside windows.
+    called after every proved box; ``tighten``: progressive tightening inside windows,
+    proving the box of every ``tighten_every``-th step (and of the window's end).
     """
     if method not in METHODS or method == "ibp":
         raise InputError(f"unknown optimisation method {method!r}: choose lp, qcp, milp or miqcp")
@@ -334,6 +336,8 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
     solver = solver.lower()
     if time_limit is not None and time_limit <= 0:
         raise InputError(f"time limit {time_limit}: give a positive number of seconds")
+    if tighten_every < 1:
+        raise InputError(f"tighten_every {tighten_every}: give a number of steps >= 1")
     if params_per_job < 1:
         raise InputError("params_per_job must be >= 1")
     from ..solve import backend_class
@@ -357,7 +361,8 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
     try:
         for start in range(0, T, H):
             stop = min(start + H, T)
-            ends = range(start + 1, stop + 1) if tighten else [stop]
+            ends = [t for t in range(start + 1, stop + 1)
+                    if t == stop or (tighten and (t - start) % tighten_every == 0)]
             for t in ends:
                 box, rec = _prove_box(run, pert, relaxation, start, t, boxes, solver,
                                       time_limit, fanout, params_per_job, names)

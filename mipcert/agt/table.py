@@ -75,7 +75,8 @@ def parse_list(text: str, allowed=None, what="value") -> list[str]:
 
 
 def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, workers=None,
-                     scheduler=None, exact_check=False, progress=None) -> dict:
+                     scheduler=None, exact_check=False, progress=None,
+                     tighten_every: int = 1) -> dict:
     """Rows for every method x horizon (see the module docstring) and, with
     ``exact_check``, the enumerated hull. Returns a JSON-ready dict."""
     from .mip_agt import METHODS, mip_agt, parse_horizon
@@ -106,7 +107,7 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
                 fallbacks = 0
             else:
                 res = mip_agt(run, inst.perturbation, method, h, solver, time_limit, workers,
-                              scheduler, progress=progress)
+                              scheduler, progress=progress, tighten_every=tighten_every)
                 fallbacks = sum("bound" in s.note and ("fell back" in s.note or "refuted" in s.note)
                                 for w in res.windows for s in w.solves)
             secs = time.perf_counter() - t0

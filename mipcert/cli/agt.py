@@ -25,6 +25,9 @@ def add_mip_options(p) -> None:
                         "per CPU; 1 runs them in this process)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the solves on a Dask distributed cluster (tcp://host:port)")
+    p.add_argument("--tighten-every", type=int, default=1, metavar="N",
+                   help="inside a window prove the box of every N-th step (default 1: every "
+                        "step; larger saves solves, the boxes handed on are looser)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -76,7 +79,8 @@ def run_agt(args: argparse.Namespace) -> int:
         outcome = certify_instance(
             args.instance, method=args.method, device=args.device, horizon=args.horizon,
             solver=args.solver, time_limit=args.time_limit, workers=workers_of(args),
-            scheduler=args.scheduler, faces=args.faces, progress=progress_printer(args))
+            scheduler=args.scheduler, faces=args.faces, progress=progress_printer(args),
+            tighten_every=args.tighten_every)
     plot = None
     if args.plot:
         from ..report.agt_plot import plot_certified_regions

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     with stdout_to_stderr():
         table = relaxation_table(args.instance, methods, horizons, args.solver,
                                  args.time_limit, workers_of(args), args.scheduler,
-                                 args.exact_check, progress_printer(args))
+                                 args.exact_check, progress_printer(args),
+                                 args.tighten_every)
     if args.json:
         write_text_atomic(args.json, json.dumps(table))
     if args.csv:

@@ -99,6 +99,7 @@ def test_agt_json_stdout_clean_in_a_fresh_process(svm_tiny):
     (["--method", "miqcp", "--solver", "highs"], "HiGHS cannot solve"),
     (["--method", "milp", "--workers", "0"], "--workers 0"),
     (["--method", "ibp", "--faces", "2"], "--faces needs"),
+    (["--method", "milp", "--tighten-every", "0"], "tighten_every 0"),
 ])
 def test_agt_bad_input(argv, needle, capsys):
     path = SMALL

@@ -83,6 +83,15 @@ def test_ladder_same_bounds():
     _contains(rolling, lo, hi)
 
 
+def test_sparser_tightening_is_still_exact_at_full_horizon():
+    """Proving only every other step's box changes the constants, not the exact optimum."""
+    run = tiny_run("hinge", (), n=12, steps=3, batch=6, seed=6, pm1=True)
+    lo, hi = _hull(run, FLIP)
+    res = mip_agt(run, FLIP, "milp", "full", tighten_every=2)
+    np.testing.assert_allclose(res.lower, lo, atol=TOL)
+    np.testing.assert_allclose(res.upper, hi, atol=TOL)
+
+
 def test_rolling_horizon_contains_hull_and_is_looser():
     run = tiny_run("hinge", (), n=12, steps=3, batch=6, seed=6)
     lo, hi = _hull(run, FLIP)

@@ -174,14 +174,10 @@ def solve_job(job: _Job) -> tuple[list[dict], dict]:
     size = window.size()
     theta = window.theta_end
     out = []
-    try:
-        ps = PersistentSolver(window.model, job.solver, threads=1,
-                              options=_solver_options(job.solver))
-    except SolverError as exc:
-        if "cannot solve quadratic" in str(exc) or "licen" in str(exc).lower():
-            raise
-        return [{"status": "error", "bound": math.nan, "gap": None, "seconds": 0.0,
-                 "note": f"solver failed to load the model: {exc}"} for _ in job.targets], size
+    # a model the solver cannot load (a licence limit, a quadratic row for HiGHS) is an
+    # error the user must see, not a bound to fall back from
+    ps = PersistentSolver(window.model, job.solver, threads=1,
+                          options=_solver_options(job.solver))
     for target, sense in job.targets:
         if isinstance(target, (int, np.integer)):
             item = theta.items[int(target)]

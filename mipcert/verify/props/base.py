@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 ATTACK_STEPS, ATTACK_RESTARTS = 40, 2
 
 
-class PosedProperty:
+class PosedProperty(ABC):
     """Base class. Subclasses set ``kind``, ``net`` (the sample-space network), ``regions``
     (list of ``(lo, hi)`` boxes of the sample space) and implement ``margins``."""
 
@@ -52,9 +53,10 @@ class PosedProperty:
         """Outputs of the sample points ``U`` ``(B, d)`` through the *original* network."""
         return self.network.forward(np.atleast_2d(U))
 
+    @abstractmethod
     def margins(self, U) -> np.ndarray:
         """The property margin ``mu`` of every sample point, ``(B,)`` (module docstring)."""
-        raise NotImplementedError
+        ...
 
     def violated(self, margins) -> np.ndarray:
         margins = np.asarray(margins)
@@ -94,21 +96,24 @@ class PosedProperty:
                  for (lo, hi), c in zip(self.regions, per) if c]
         return np.vstack(parts) if parts else np.zeros((0, self.regions[0][0].size))
 
+    @abstractmethod
     def attack(self, rng: np.random.Generator, steps: int = ATTACK_STEPS,
                restarts: int = ATTACK_RESTARTS) -> tuple[np.ndarray, float]:
         """PGD for a violation; returns the point of smallest float64 margin and that margin."""
-        raise NotImplementedError
+        ...
 
     # ------------------------------------------------------------ proofs
+    @abstractmethod
     def bound(self, method: str, *, solver: str = "highs", threads: int | None = 1,
               timeout: float | None = None) -> float:
         """Proven lower bound of ``min mu`` by ``ibp``, ``crown`` or ``lp`` (``-inf``: none)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def verify(self, *, solver: str = "highs", timeout: float | None = None, seed: int = 0,
                threads: int | None = 1, attack: bool = True) -> VerificationResult:
         """The exact verifier (MILP; SCIP's exponential form for SCR)."""
-        raise NotImplementedError
+        ...
 
     # ------------------------------------------------------------ helpers for subclasses
     def _result(self, verdict, start, *, bound=None, witness=None, decided_by="", stats=None):

@@ -35,3 +35,8 @@ class Relaxation(enum.Enum):
 
     def __str__(self) -> str:
         return self.label
+
+
+#: the methods of training-run certification (``mipcert agt``): interval AGT (``ibp``) or a
+#: model under one of the four relaxations, weakest first
+AGT_METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")

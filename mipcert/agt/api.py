@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..relaxation import AGT_METHODS as METHODS
 from .certify import classification_certificates, regression_certificates
 from .data import Dataset, load_dataset
 from .instance import Instance, PerturbationConfig, load_instance
@@ -22,7 +23,6 @@ from .privacy import certified_distance, private_accuracy
 from .run import TrainingRun, build_run
 
 log = logging.getLogger(__name__)
-METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")
 #: losses whose gradient w.r.t. the logits is a box even in the exact methods
 RELAXED_LOSSES = ("bce", "cross_entropy")
 #: the paper's IBP total width for the half-moons SVM (Sosnin et al., table in section 8.2)

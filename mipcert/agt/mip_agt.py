@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import InputError, SolverError
-from ..relaxation import Relaxation
+from ..relaxation import AGT_METHODS as METHODS, Relaxation
 from .instance import PerturbationConfig
 from .interval_agt import interval_boxes
 from .run import TrainingRun
@@ -45,7 +45,6 @@ from .trajectory import build_window
 
 log = logging.getLogger(__name__)
 
-METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")
 #: relative and absolute MIP gap asked of the solvers (the bound is the dual bound anyway)
 MIP_REL_GAP = 1e-7
 MIP_ABS_GAP = 1e-9

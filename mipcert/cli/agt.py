@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-METHODS = ("ibp", "lp", "qcp", "milp", "miqcp")
+from ..relaxation import AGT_METHODS as METHODS
 
 
 def add_mip_options(p) -> None:

@@ -43,24 +43,9 @@ class VArray:
     def __getitem__(self, key) -> "VArray":
         return VArray(self.items[key], self.lo[key], self.hi[key], self.indicator[key])
 
-    def is_const(self) -> np.ndarray:
-        """Bool array: entries that are plain numbers."""
-        return np.vectorize(lambda v: isinstance(v, float), otypes=[bool])(self.items) \
-            if self.items.size else np.zeros(self.shape, bool)
-
-    def values(self, solution=None) -> np.ndarray:
-        """Float array of the entries' values (Pyomo values of the variables)."""
-        f = (lambda v: v if isinstance(v, float) else float(pyo.value(v)))
-        return np.vectorize(f, otypes=[float])(self.items) if self.items.size else \
-            np.zeros(self.shape)
-
     def reshape(self, *shape) -> "VArray":
         return VArray(self.items.reshape(*shape), self.lo.reshape(*shape),
                       self.hi.reshape(*shape), self.indicator.reshape(*shape))
-
-    @property
-    def T(self) -> "VArray":
-        return VArray(self.items.T, self.lo.T, self.hi.T, self.indicator.T)
 
 
 def const(values) -> VArray:

@@ -92,6 +92,12 @@ def test_agt_json_stdout_clean_in_a_fresh_process(svm_tiny):
     json.loads(proc.stdout)
 
 
+def test_agt_methods_are_ibp_and_the_four_relaxations():
+    from mipcert.relaxation import AGT_METHODS, Relaxation
+    assert AGT_METHODS[0] == "ibp"
+    assert sorted(AGT_METHODS[1:]) == sorted(r.label for r in Relaxation)
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--method", "simplex"], "invalid choice"),
     (["--method", "milp", "--horizon", "0"], "horizon 0"),

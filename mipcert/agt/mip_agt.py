@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..encode.varray import linear
 from ..errors import InputError, SolverError
 from ..relaxation import AGT_METHODS as METHODS, Relaxation
 from .instance import PerturbationConfig
@@ -167,7 +168,6 @@ def solve_job(job: _Job) -> tuple[list[dict], dict]:
     Module-level so that process pools and Dask can run it. Returns per-target results
     and the model size."""
     from ..solve import PersistentSolver
-    from pyomo.core.expr.numeric_expr import LinearExpression
 
     window = build_window(job.run, job.pert, job.relaxation, job.start, job.stop, job.boxes)
     size = window.size()
@@ -184,10 +184,9 @@ def solve_job(job: _Job) -> tuple[list[dict], dict]:
                 out.append({"status": "constant", "bound": item, "gap": 0.0, "seconds": 0.0,
                             "note": ""})
                 continue
-            expr = LinearExpression(constant=0.0, linear_coefs=[1.0], linear_vars=[item])
-        else:
-            from ..encode.varray import linear
-            expr = linear([(float(c), v) for c, v in zip(target, theta.items) if c != 0.0])
+            expr = linear([(1.0, item)])
+        else:  # a face direction (P,)
+            expr = linear([(float(c), v) for c, v in zip(target, theta.items)])
         ps.set_objective(expr, sense)
         try:
             o = ps.solve(time_limit=job.time_limit)

@@ -20,17 +20,22 @@ Sound-answer rules, stated once:
    old), so later models get tighter Big-M and McCormick constants. Only valid boxes ever
    feed a model, so every model stays a relaxation of the reachable set.
 
-Independent solves (the ``2P`` objectives of one model) are cut into fixed jobs of
-``params_per_job`` parameters; each job builds the model once and swaps objectives in a
-persistent solver. Jobs run on local processes, threads, serially or on a Dask cluster
-(:func:`mipcert.solve.map_solves`); the jobs do not depend on the number of workers, so
-neither do the boxes.
+Independent solves (the ``2P`` objectives of one model) are cut into jobs of
+``params_per_job`` parameters (default one: a window's solves differ in length by 10x, and
+small jobs let the workers share them out evenly). A worker builds each window model once
+and swaps objectives in a persistent solver for every job of that window it runs; at the
+start of a job the solver is reset to its freshly loaded state (or the model is rebuilt
+where the solver cannot promise that), so no answer depends on which worker ran which job
+or what it solved before, and the boxes are the same for any number of workers. Jobs run
+on local processes, serially or on a Dask cluster.
 """
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -149,8 +154,9 @@ def _solver_options(solver: str) -> dict:
 
 @dataclass
 class _Job:
-    """One model and a list of objectives: ``(index, sense)`` of a parameter, or
-    ``(direction (P,), 'max')`` of a face."""
+    """Objectives to solve on one window model: ``(index, sense)`` of a parameter, or
+    ``(direction (P,), 'max')`` of a face. ``key`` names the model (the same key, the same
+    model), so that a worker that already holds it swaps objectives instead of rebuilding."""
 
     run: TrainingRun
     pert: PerturbationConfig
@@ -161,22 +167,43 @@ class _Job:
     targets: list
     solver: str
     time_limit: float | None
+    key: tuple = ()
 
 
-def solve_job(job: _Job) -> tuple[list[dict], dict]:
-    """Build the window model once and solve every target on it (a persistent solver).
-    Module-level so that process pools and Dask can run it. Returns per-target results
-    and the model size."""
+# The last window model built in this process (per thread, for Dask workers with threads):
+# ``(key, window, persistent solver, size)``.
+_HELD = threading.local()
+
+
+def _window_solver(job: _Job):
+    """The window model of ``job`` in a persistent solver: the one this worker already
+    holds when the key matches and the solver can be reset to a fresh state (HiGHS,
+    Gurobi), else a newly built one. Either way the solves that follow start from the same
+    state, so their answers do not depend on which worker ran which job."""
     from ..solve import PersistentSolver
 
+    held = getattr(_HELD, "value", None)
+    if held is not None and job.key and held[0] == job.key and held[2].reset():
+        return held[1], held[2], held[3]
+    _HELD.value = None
     window = build_window(job.run, job.pert, job.relaxation, job.start, job.stop, job.boxes)
-    size = window.size()
-    theta = window.theta_end
-    out = []
     # a model the solver cannot load (a licence limit, a quadratic row for HiGHS) is an
     # error the user must see, not a bound to fall back from
     ps = PersistentSolver(window.model, job.solver, threads=1,
                           options=_solver_options(job.solver))
+    size = window.size()
+    if job.key:
+        _HELD.value = (job.key, window, ps, size)
+    return window, ps, size
+
+
+def solve_job(job: _Job) -> tuple[list[dict], dict]:
+    """Solve every target of ``job`` on its window model, swapping objectives in a
+    persistent solver. Module-level so that process pools and Dask can run it. Returns
+    per-target results and the model size."""
+    window, ps, size = _window_solver(job)
+    theta = window.theta_end
+    out = []
     for target, sense in job.targets:
         if isinstance(target, (int, np.integer)):
             item = theta.items[int(target)]
@@ -199,10 +226,15 @@ def solve_job(job: _Job) -> tuple[list[dict], dict]:
     return out, size
 
 
-def _jobs_for(run, pert, relaxation, start, stop, boxes, targets, solver, time_limit,
-              per_job: int) -> list[_Job]:
-    chunks = [targets[i:i + 2 * per_job] for i in range(0, len(targets), 2 * per_job)]
-    return [_Job(run, pert, relaxation.label, start, stop, boxes, c, solver, time_limit)
+def window_jobs(run, pert, relaxation, start, stop, boxes, targets, solver, time_limit,
+                per_job: int) -> list[_Job]:
+    """Cut ``targets`` into jobs of ``per_job`` consecutive targets on the model of steps
+    ``start .. stop - 1`` with ``boxes``, all with one fresh key. Small jobs balance the
+    workers (a window's solves differ in length by 10x); the key lets each worker build
+    the model once per window."""
+    key = (uuid.uuid4().hex, start, stop)
+    chunks = [targets[i:i + per_job] for i in range(0, len(targets), per_job)]
+    return [_Job(run, pert, relaxation.label, start, stop, boxes, c, solver, time_limit, key)
             for c in chunks]
 
 
@@ -259,8 +291,8 @@ def _prove_box(run, pert, relaxation, start, stop, boxes, solver, time_limit, fa
     P = run.n_params
     ilo, ihi = boxes[stop]
     targets = [(j, s) for j in range(P) for s in ("min", "max")]
-    jobs = _jobs_for(run, pert, relaxation, start, stop, model_boxes(boxes), targets, solver,
-                     time_limit, per_job)
+    jobs = window_jobs(run, pert, relaxation, start, stop, model_boxes(boxes), targets, solver,
+                       time_limit, 2 * per_job)
     results = fanout.map(solve_job, jobs)
     flat = [r for res, _ in results for r in res]
     size = results[0][1] if results else {}
@@ -309,7 +341,7 @@ def _retighten(run, pert, boxes, t, box, device):
 def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
             horizon="full", solver: str | None = None, time_limit: float | None = None,
             workers: int | None = None, scheduler: str | None = None, faces: int = 0,
-            device: str = "cpu", tighten: bool = True, params_per_job: int = 4,
+            device: str = "cpu", tighten: bool = True, params_per_job: int = 1,
             progress=None, face_dirs: np.ndarray | None = None,
             tighten_every: int = 1) -> MIPResult:
     """Bound every parameter reachable by the run under ``pert`` (module docstring).
@@ -377,5 +409,6 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
                                        time_limit, fanout, face_dirs)
     finally:
         fanout.close()
+        _HELD.value = None  # the serial path held the last model in this process
     result.seconds = time.perf_counter() - t0
     return result

@@ -54,15 +54,15 @@ def face_bounds(run, pert, relaxation, boxes, horizon: int, K: int, solver: str,
     ``{"directions": (K, P), "bounds": (K,), "status": [...]}``; a face whose solve proved
     nothing gets ``d_k = max over the box`` (the box's own support value)."""
     from .guards import model_boxes
-    from .mip_agt import _Job, solve_job
+    from .mip_agt import solve_job, window_jobs
     T = len(run.batches)
     start = ((T - 1) // horizon) * horizon
     if directions is None:
         directions = face_directions(run, None, run.theta0, K)
     targets = [(np.asarray(c, np.float64), "max") for c in directions]
-    job = _Job(run, pert, relaxation.label, start, T, model_boxes(boxes), targets, solver,
-               time_limit)
-    (res, _), = fanout.map(solve_job, [job])
+    jobs = window_jobs(run, pert, relaxation, start, T, model_boxes(boxes), targets, solver,
+                       time_limit, 1)
+    res = [r for rs, _ in fanout.map(solve_job, jobs) for r in rs]
     lo, hi = boxes[T]
     bounds, status = [], []
     for c, r in zip(directions, res):

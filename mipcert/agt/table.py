@@ -48,12 +48,15 @@ class TableRow:
     attained_lower: int | None = None
     attained_upper: int | None = None
     contains_hull: bool | None = None
+    same_model_as: str | None = None
 
     def as_json(self, paper: bool = False) -> dict:
         """JSON row; ``paper``: add the paper's figures (its half-moons SVM only)."""
         out = {"method": self.method, "horizon": self.horizon, "total_width": self.total_width,
                "seconds": self.seconds, "fallbacks": self.fallbacks,
                "lower": self.lower.tolist(), "upper": self.upper.tolist()}
+        if self.same_model_as:
+            out["same_model_as"] = self.same_model_as
         if self.attained_lower is not None:
             out.update(attained_lower=self.attained_lower, attained_upper=self.attained_upper,
                        contains_hull=self.contains_hull)
@@ -79,7 +82,7 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
                      tighten_every: int = 1) -> dict:
     """Rows for every method x horizon (see the module docstring) and, with
     ``exact_check``, the enumerated hull. Returns a JSON-ready dict."""
-    from .mip_agt import METHODS, mip_agt, parse_horizon
+    from .mip_agt import METHODS, has_bilinear, mip_agt, parse_horizon
     inst: Instance = _as_instance(instance)
     methods = [m for m in methods]
     for m in methods:
@@ -99,9 +102,20 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
                              f"{inst.perturbation.k} > {EXACT_CHECK_MAX_K} is too many")
         hull = enumerate_hull(run, inst.perturbation)
     rows: list[TableRow] = []
+    # Without a product of two continuous variables (a linear model, no feature poisoning)
+    # QCP builds the LP's model and MIQCP the MILP's: such a row is the twin's, solved once
+    twin = {} if has_bilinear(run, inst.perturbation) else {"qcp": "lp", "miqcp": "milp"}
+    solved: dict[tuple[str, str], TableRow] = {}
     for method in methods:
         for h in (["1"] if method == "ibp" else hs):
             t0 = time.perf_counter()
+            done = solved.get((twin.get(method, method), h))
+            if done is not None:
+                rows.append(TableRow(method, done.horizon, done.total_width, done.seconds,
+                                     done.lower, done.upper, done.fallbacks,
+                                     done.attained_lower, done.attained_upper,
+                                     done.contains_hull, same_model_as=done.method))
+                continue
             if method == "ibp":
                 res = interval_agt(run, inst.perturbation)
                 fallbacks = 0
@@ -123,6 +137,7 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
                 row.contains_hull = bool(np.all(res.lower <= hull.lower + tol)
                                          and np.all(res.upper >= hull.upper - tol))
             rows.append(row)
+            solved[(twin.get(method, method), h)] = row
             if progress is not None:
                 progress(f"{method} horizon {label}: width {row.total_width:.6g}, "
                          f"{secs:.1f} s")

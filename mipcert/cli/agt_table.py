@@ -73,8 +73,9 @@ def _render(table, args) -> None:
     for c in cols:
         tab.add_column(c, justify="right")
     for r in table["rows"]:
-        row = [r["method"].upper(), r["horizon"], f"{r['total_width']:.6g}",
-               f"{r['seconds']:.2f}", str(r["fallbacks"])]
+        twin = r.get("same_model_as")
+        row = [r["method"].upper() + (f" (= {twin.upper()})" if twin else ""), r["horizon"],
+               f"{r['total_width']:.6g}", f"{r['seconds']:.2f}", str(r["fallbacks"])]
         if hull:
             row += [f"{r['attained_lower']}/{r['attained_upper']} of {table['n_params']}",
                     "yes" if r["contains_hull"] else "NO"]
@@ -85,6 +86,9 @@ def _render(table, args) -> None:
     if hull:
         con.print(f"true hull (enumeration of {hull['n_runs']} runs): total width "
                   f"{hull['total_width']:.6g}")
+    if any(r.get("same_model_as") for r in table["rows"]):
+        con.print("(= X): no product of two continuous variables, so this method builds X's "
+                  "model; solved once, shown twice")
     if "paper_note" in table:
         con.print(f"note: {table['paper_note']}")
     for what in ("json", "csv", "plot"):

@@ -114,6 +114,13 @@ class PersistentSolver:
         self.backend.set_objective(c, e.constant, sense, e.quad)
         self._has_objective = True
 
+    def reset(self) -> bool:
+        """Drop what earlier solves left in the solver (solution, basis, incumbents) but keep
+        the model; True when the back-end guarantees the next solve then behaves as on a
+        freshly built solver (HiGHS, Gurobi), False otherwise (SCIP keeps the best solutions
+        of earlier solves when its transformed problem is freed)."""
+        return self.backend.reset()
+
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None, start=None) -> Outcome:
         """Solve with the current objective; see :func:`solve` for the arguments.

@@ -58,6 +58,13 @@ class Backend(ABC):
         current column) to the model; the next solve sees them."""
         raise SolverError(f"the {self.name} back-end cannot add rows to a built model")
 
+    def reset(self) -> bool:
+        """Forget everything the previous solves left (solution, basis, incumbent), keeping
+        the model, so that the next solve runs exactly as on a freshly loaded model and its
+        answer does not depend on what was solved before (fan-out determinism). Returns
+        False where the back-end cannot promise that (the caller then loads a new model)."""
+        return False
+
     def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
         """Offer a starting point (column indices and values) to the next solve.
 

@@ -184,6 +184,10 @@ class GurobiBackend(Backend):
         if Q is not None and hasattr(self, "_counts"):
             self._counts = (self._counts[0], self._counts[1], True)
 
+    def reset(self) -> bool:
+        self.m.reset(1)  # clearall: solution, basis and MIP start information
+        return True
+
     def set_start(self, cols: np.ndarray, values: np.ndarray) -> None:
         start = np.full(self.n_cols, GRB.UNDEFINED)
         start[np.asarray(cols, np.int64)] = values

@@ -142,6 +142,10 @@ class HighsBackend(Backend):
             self.h.passHessian(n, 0, _TRIANGULAR, np.zeros(n + 1, np.int32), np.zeros(0, np.int32), np.zeros(0))
             self.has_hessian = False
 
+    def reset(self) -> bool:
+        self.h.clearSolver()  # solution, basis and MIP data go; the model and options stay
+        return True
+
     def add_columns(self, lo: np.ndarray, hi: np.ndarray, integrality: np.ndarray) -> None:
         k = len(lo)
         if k == 0:

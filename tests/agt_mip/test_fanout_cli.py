@@ -173,3 +173,18 @@ def test_export_agt_bad_objective(tmp_path, capsys):
     assert main(["export-agt", str(SMALL), "--objective", "max nothing[0]", "-o", str(f)]) == 2
     assert "no parameter" in capsys.readouterr().err
     assert not f.exists()
+
+
+def test_agt_table_solves_a_linear_models_twin_methods_once(svm_tiny, tmp_path, capsys):
+    # a linear SVM under label flips has no product of two continuous variables: MIQCP
+    # builds the MILP's model and QCP the LP's, so each pair is solved once
+    out = tmp_path / "t.json"
+    assert main(["agt-table", str(svm_tiny), "--methods", "miqcp,milp,lp,qcp", "--horizons",
+                 "1", "--json", str(out), "--quiet"]) == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
+    assert "same_model_as" not in rows["miqcp"] and rows["milp"]["same_model_as"] == "miqcp"
+    assert "same_model_as" not in rows["lp"] and rows["qcp"]["same_model_as"] == "lp"
+    assert rows["milp"]["total_width"] == rows["miqcp"]["total_width"]
+    assert rows["qcp"]["total_width"] == rows["lp"]["total_width"]
+    assert rows["milp"]["total_width"] < rows["lp"]["total_width"]
+    assert "solved once, shown twice" in capsys.readouterr().out

@@ -83,3 +83,37 @@ def test_switch_between_quadratic_and_linear_objectives(solver):
 def test_highs_threads_can_change_between_solves():
     for threads in (1, None, 2, 1):
         assert solve(knapsack(), "highs", threads=threads).bound == pytest.approx(23.0, abs=TOL)
+
+
+@pytest.mark.parametrize("solver", ["highs"])
+def test_reset_makes_the_next_solve_a_fresh_one(solver):
+    # AGT's workers reuse one model for many jobs: after reset() a solve must not depend on
+    # what was solved before (same bound, same search) or the boxes would depend on which
+    # worker ran which job
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n = 40
+    v, w = rng.integers(5, 60, n), rng.integers(5, 60, n)
+
+    def model():
+        m = pe.ConcreteModel()
+        m.x = pe.Var(range(n), domain=pe.Binary)
+        m.cap = pe.Constraint(expr=sum(int(w[i]) * m.x[i] for i in range(n)) <= int(w.sum()) // 3)
+        m.pair = pe.Constraint(expr=m.x[0] + m.x[1] <= 1)
+        return m
+
+    def objective(m, k):
+        return sum(int(v[(i + k) % n]) * m.x[i] for i in range(n))
+
+    fresh = PersistentSolver(model(), solver)
+    fresh.set_objective(objective(fresh.model, 0), "max")
+    want = fresh.solve()
+    ps = PersistentSolver(model(), solver)
+    for k in (1, 2):
+        ps.set_objective(objective(ps.model, k), "max")
+        ps.solve()
+    assert ps.reset()
+    ps.set_objective(objective(ps.model, 0), "max")
+    got = ps.solve()
+    assert (got.bound, got.value, got.nodes) == (want.bound, want.value, want.nodes)

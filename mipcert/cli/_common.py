@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedError
 
 
 def add_solver_options(p, *, relaxations=("milp", "lp")) -> None:
@@ -43,9 +43,9 @@ def load_problem(args):
         if missing:
             raise InputError(f"the query declares network {missing[0]!r} but no "
                              f"--network {missing[0]}=NET.onnx was given")
-        if len(declared) != 1:
-            raise InputError(f"the query declares {len(declared)} networks; mipcert verifies "
-                             "queries over one network")
+        if len(declared) != 1:   # the general graph path decides it (cli/verify.py)
+            raise UnsupportedError(f"the query declares {len(declared)} networks; the chain "
+                                   "path verifies queries over one network")
         net_path, prop_path = Path(named[declared[0]]), Path(paths[0])
     elif len(paths) == 2:
         net_path, prop_path = (Path(p) for p in paths)

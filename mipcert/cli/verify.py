@@ -26,18 +26,37 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _verify_graph(args):
+    from ..io.vnnlib2_query import read_query
+    from ..verify.query import verify_query
+    from ._common import _name_path
+
+    paths = dict(_name_path(item) for item in args.network)
+    return verify_query(read_query(args.paths[0]), paths, solver=args.solver,
+                        timeout=args.timeout, attack=not args.no_attack, seed=args.seed,
+                        threads=args.threads, relaxation=args.relaxation)
+
+
 def run(args) -> int:
+    from ..errors import UnsupportedError
     from ..quiet import stdout_to_stderr
     from ..verify import verify
 
     # standard output carries the result and nothing else: whatever a solver prints while
     # the work runs (C-level banners included) goes to standard error
     with stdout_to_stderr():
-        network, spec, reference = load_problem(args)
-        result = verify(network, spec, solver=args.solver, relaxation=args.relaxation,
-                        bounds=args.bounds, timeout=args.timeout, reference=reference,
-                        attack=not args.no_attack, split=not args.no_split, seed=args.seed,
-                        threads=args.threads, device=args.device)
+        try:
+            network, spec, reference = load_problem(args)
+        except UnsupportedError:
+            if not args.network:
+                raise
+            # not a chain network with an input box: the general graph path decides it
+            result = _verify_graph(args)
+        else:
+            result = verify(network, spec, solver=args.solver, relaxation=args.relaxation,
+                            bounds=args.bounds, timeout=args.timeout, reference=reference,
+                            attack=not args.no_attack, split=not args.no_split,
+                            seed=args.seed, threads=args.threads, device=args.device)
     text = result.vnncomp_text()
     if args.result_file:
         write_text_atomic(args.result_file, text + "\n")

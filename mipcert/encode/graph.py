@@ -88,7 +88,7 @@ class GraphEncoder:
         shape with the input's number of entries); returns name → VArray or array."""
         env = dict(self.graph.consts)
         for name, shape in self.graph.inputs:
-            env[name] = inputs[name].reshape(*shape)
+            env[name] = inputs[name].reshape(tuple(shape))
         for node in self.graph.nodes:
             ops = [_as_const(env[i]) if i else None for i in node.inputs]
             if not any(isinstance(o, VArray) for o in ops):
@@ -122,13 +122,13 @@ class GraphEncoder:
                 vs = [negate(v) for v in vs]
             stack = _stack(vs)
             y = select.max_of(self.block, name, stack.items, stack.lo, stack.hi, self.relaxation)
-            return [(negate(y) if op == "Min" else y).reshape(*shape)]
+            return [(negate(y) if op == "Min" else y).reshape(tuple(shape))]
         if op in COMPARISONS:
             kind, swap = COMPARISONS[op]
             a, b = (ops[1], ops[0]) if swap else (ops[0], ops[1])
             d = self._affine_fn(lambda z: [z[0] - z[1]], [a, b], f"{name}_d")
             return [select.compare(self.block, name, d.reshape(-1), kind,
-                                   self.relaxation).reshape(*d.shape)]
+                                   self.relaxation).reshape(tuple(d.shape))]
         if op == "Not":
             return [_not(ops[0])]
         if op == "Where":
@@ -181,7 +181,7 @@ class GraphEncoder:
         lo, hi = widen(lo, hi, np.abs(b) + np.abs(A) @ np.maximum(np.abs(zl), np.abs(zh)))
         exprs = [linear([(A[k, i], items[i]) for i in np.flatnonzero(A[k])], b[k])
                  for k in range(b.size)]
-        return define(self.block, name, exprs, lo, hi).reshape(*out_shape)
+        return define(self.block, name, exprs, lo, hi).reshape(tuple(out_shape))
 
     def _affine(self, node, ops, name) -> VArray:
         var = [k for k, o in enumerate(ops) if isinstance(o, VArray)]
@@ -197,7 +197,7 @@ class GraphEncoder:
         exprs = [linear([(1.0, v)]) for v in h.items]
         h = define(self.block, f"{name}_h", exprs, h.lo, h.hi, force_vars=True)
         a, _ = relu_gate(self.block, name, h, self.relaxation)
-        return a.reshape(*x.shape)
+        return a.reshape(tuple(x.shape))
 
     def _max_pool(self, node, x: VArray, name) -> VArray:
         wins = max_pool_windows(x.shape, node.attrs)
@@ -207,7 +207,7 @@ class GraphEncoder:
         items = np.where(ok, x.items.reshape(-1)[safe], None)
         lo = np.where(ok, x.lo.reshape(-1)[safe], -np.inf)
         hi = np.where(ok, x.hi.reshape(-1)[safe], -np.inf)
-        return select.max_of(self.block, name, items, lo, hi, self.relaxation).reshape(*out_shape)
+        return select.max_of(self.block, name, items, lo, hi, self.relaxation).reshape(tuple(out_shape))
 
     def _product(self, node, ops, name) -> VArray:
         a, b = ops[0], ops[1]
@@ -222,7 +222,7 @@ class GraphEncoder:
                         v.setlb(max(float(sq_lo[j]), v.lb))
                 w.lo[:] = np.maximum(w.lo, sq_lo)
             self.bilinear += int(np.sum(~a.indicator & ~b.indicator))
-            return w.reshape(*shape)
+            return w.reshape(tuple(shape))
         # q = a / b  <=>  q b = a, with 0 outside b's range
         if np.any((b.lo <= 0) & (b.hi >= 0)):
             raise UnsupportedError(f"{self.graph.label}: Div node {node.name}: the divisor's "
@@ -234,7 +234,7 @@ class GraphEncoder:
         add_rows(self.block, f"{name}_div", [linear([(1.0, wv), (-1.0, av)]) == 0
                                              for wv, av in zip(w.items, a.items)])
         self.bilinear += len(a.items)
-        return q.reshape(*shape)
+        return q.reshape(tuple(shape))
 
     def _where(self, ops, name) -> VArray:
         c, a, b = ops
@@ -246,7 +246,7 @@ class GraphEncoder:
                             for f in ("items", "lo", "hi", "indicator")))
         (c, a, b), shape = _broadcast([c, _varray(a), _varray(b)])
         return select.where(self.block, name, c.reshape(-1), a.reshape(-1), b.reshape(-1),
-                            self.relaxation).reshape(*shape)
+                            self.relaxation).reshape(tuple(shape))
 
     def _cast(self, node, x: VArray, name) -> VArray:
         to = node.attrs.get("to")
@@ -255,8 +255,8 @@ class GraphEncoder:
         flat = x.reshape(-1)
         if to == _BOOL_TYPE:   # x != 0, i.e. not (x == 0)
             e = select.compare(self.block, name, flat, "eq", self.relaxation)
-            return _not(e).reshape(*x.shape)
-        return select.truncate(self.block, name, flat, self.relaxation).reshape(*x.shape)
+            return _not(e).reshape(tuple(x.shape))
+        return select.truncate(self.block, name, flat, self.relaxation).reshape(tuple(x.shape))
 
 
 def _stack(vs) -> VArray:

@@ -61,7 +61,9 @@ def _parse(path_or_text):
 
 def query_networks(path_or_text) -> list[str]:
     """Names of the networks the query declares (for matching ``--network NAME=PATH``)."""
-    query, _ = _parse(path_or_text)
+    from .vnnlib2_query import _parse_query   # tolerates isomorphic networks' types
+
+    query, _ = _parse_query(path_or_text)
     return [n.name for n in query.networks]
 
 

@@ -10,15 +10,82 @@ disjunctive normal form of the conjunction of its assertions, each conjunct a li
 :class:`Row` ``sum_v c_v . v + c0  (<= | < | ==)  0`` over flattened variables. ``!=`` is
 split into ``<`` or ``>`` (two conjuncts). Products of variables (the POLY theory) are
 refused with :class:`UnsupportedError`.
+
+Element types are not semantics for mipcert (everything is computed in float64, witnesses
+are re-run through onnxruntime in the model's own types). The reference parser (1.0.2)
+refuses an ``isomorphic-to`` network whose element types differ from its partner's
+(``TypeMismatch``), although precision is what isomorphic networks may differ in; such a
+query is parsed again with the partner's element types (:func:`_align_isomorphic_types`),
+and only when the type mismatch was the parser's one complaint.
 """
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import SpecificationError, UnsupportedError
+from .vnnlib import _read_source
 from .vnnlib2 import MAX_CONJUNCTS, _parse
+
+log = logging.getLogger(__name__)
+_NET_RE = re.compile(r"\(\s*declare-network\s+([A-Za-z_][A-Za-z0-9_]*)")
+_DECL_RE = re.compile(r"(\(\s*declare-(?:input|hidden|output)\s+\S+\s+)([A-Za-z0-9_]+)")
+_ISO_RE = re.compile(r"\(\s*isomorphic-to\s+([A-Za-z_][A-Za-z0-9_]*)\s*\)")
+
+
+def _network_blocks(text):
+    """``{name: (start, end)}`` of every ``(declare-network ...)`` form (balanced parens)."""
+    out = {}
+    for m in _NET_RE.finditer(text):
+        depth, k = 0, m.start()
+        while k < len(text):
+            depth += {"(": 1, ")": -1}.get(text[k], 0)
+            k += 1
+            if depth == 0:
+                break
+        out[m.group(1)] = (m.start(), k)
+    return out
+
+
+def _align_isomorphic_types(text: str) -> str:
+    """``text`` with each ``isomorphic-to`` network's element types replaced, declaration by
+    declaration, by those of the network it is isomorphic to."""
+    blocks = _network_blocks(text)
+    for name, (a, b) in sorted(blocks.items(), key=lambda kv: -kv[1][0]):
+        iso = _ISO_RE.search(text[a:b])
+        if not iso or iso.group(1) not in blocks:
+            continue
+        pa, pb = blocks[iso.group(1)]
+        types = [m.group(2) for m in _DECL_RE.finditer(text[pa:pb])]
+        decls = list(_DECL_RE.finditer(text[a:b]))
+        if len(types) != len(decls):
+            continue
+        block = text[a:b]
+        for m, t in zip(reversed(decls), reversed(types)):
+            block = block[:m.start(2)] + t + block[m.end(2):]
+        text = text[:a] + block + text[b:]
+    return text
+
+
+def _parse_query(path_or_text):
+    try:
+        return _parse(path_or_text)
+    except SpecificationError as exc:
+        text, name = _read_source(path_or_text)
+        if "TypeMismatch" not in str(exc) or str(exc).count('"errorCode"') != 1 \
+                or not _ISO_RE.search(text):
+            raise
+        aligned = _align_isomorphic_types(text)
+        try:
+            parsed, _ = _parse(aligned)
+        except SpecificationError:
+            raise exc from None
+        log.warning("%s: isomorphic networks with other element types; parsed with their "
+                    "partners' types (mipcert computes in float64)", name)
+        return parsed, name
 
 
 @dataclass
@@ -70,7 +137,7 @@ def read_query(path_or_text) -> Query:
     """The :class:`Query` of a VNN-LIB 2.0 file or text (see the module docstring)."""
     import vnnlib
 
-    parsed, name = _parse(path_or_text)
+    parsed, name = _parse_query(path_or_text)
     nets, variables = [], {}
     for n in parsed.networks:
         decls = {}

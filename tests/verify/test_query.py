@@ -126,3 +126,20 @@ def test_several_inputs_and_outputs_are_bound_in_order(tmp_path):
     assert verify_query(read_query(head + "(assert (>= D[0] -8.0))"), {"N": path}).verdict == "unsat"
     assert verify_query(read_query(head + "(assert (and (<= D[0] -10.5) (>= S[0] 11.5)))"),
                         {"N": path}).verdict == "sat"
+
+
+def test_isomorphic_networks_may_differ_in_element_types(tmp_path):
+    path = _save(tmp_path, "relu", [helper.make_node("Relu", ["x"], ["y"])], [("x", [1])],
+                 [("y", [1])])
+    text = QUERY_HEAD + """(declare-network N1 (declare-input X float32 [1])
+        (declare-output Y float32 [1]))
+        (declare-network N2 (isomorphic-to N1) (declare-input X2 float16 [1])
+        (declare-output Y2 float16 [1]))
+        (assert (and (>= X[0] 0.0) (<= X[0] 1.0) (>= X2[0] 2.0) (<= X2[0] 3.0)))
+        (assert (<= Y2[0] Y[0]))"""
+    assert verify_query(read_query(text), {"N1": path, "N2": path}).verdict == "unsat"
+    # any other complaint of the reference parser still refuses the query
+    from mipcert.errors import SpecificationError
+
+    with pytest.raises(SpecificationError):
+        read_query(text.replace("(<= Y2[0] Y[0])", "(<= Y3[0] Y[0])"))

@@ -16,7 +16,7 @@ are re-run through onnxruntime in the model's own types). The reference parser (
 refuses an ``isomorphic-to`` network whose element types differ from its partner's
 (``TypeMismatch``), although precision is what isomorphic networks may differ in; such a
 query is parsed again with the partner's element types (:func:`_align_isomorphic_types`),
-and only when the type mismatch was the parser's one complaint.
+and only when type mismatches were the parser's only complaints.
 """
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ def _parse_query(path_or_text):
         return _parse(path_or_text)
     except SpecificationError as exc:
         text, name = _read_source(path_or_text)
-        if "TypeMismatch" not in str(exc) or str(exc).count('"errorCode"') != 1 \
+        msg = str(exc)
+        if msg.count('"TypeMismatch"') != msg.count('"errorCode"') or "TypeMismatch" not in msg \
                 or not _ISO_RE.search(text):
             raise
         aligned = _align_isomorphic_types(text)

@@ -207,7 +207,8 @@ class GraphEncoder:
         items = np.where(ok, x.items.reshape(-1)[safe], None)
         lo = np.where(ok, x.lo.reshape(-1)[safe], -np.inf)
         hi = np.where(ok, x.hi.reshape(-1)[safe], -np.inf)
-        return select.max_of(self.block, name, items, lo, hi, self.relaxation).reshape(tuple(out_shape))
+        y = select.max_of(self.block, name, items, lo, hi, self.relaxation)
+        return y.reshape(tuple(out_shape))
 
     def _product(self, node, ops, name) -> VArray:
         a, b = ops[0], ops[1]

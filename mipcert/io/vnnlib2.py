@@ -18,7 +18,9 @@ What mipcert cannot decide exactly is refused with :class:`UnsupportedError` nam
 construct: several networks or ``equal-to``/``isomorphic-to`` relations, hidden-node
 variables, several inputs or outputs, input constraints other than bounds (for example
 ``X[0] + X[1] <= 1``), comparisons mixing inputs and outputs, ``!=``, products of variables.
-``supports`` (the CLI) declares exactly this subset.
+``mipcert verify`` then decides the query on the general graph path
+(:mod:`mipcert.io.vnnlib2_query`, :mod:`mipcert.verify.query`); only products of variables
+are refused there too.
 """
 from __future__ import annotations
 

@@ -110,7 +110,8 @@ class NetworkDecl:
     inputs: list[VarDecl]
     hidden: list[VarDecl]
     outputs: list[VarDecl]
-    same_as: str | None = None   # the network this one is equal-to / isomorphic-to
+    equal_to: str | None = None       # the same network (needs no ONNX file of its own)
+    isomorphic_to: str | None = None  # same structure, its own ONNX file
 
 
 @dataclass
@@ -147,8 +148,9 @@ def read_query(path_or_text) -> Query:
                                    (v.onnx_name or "").strip('"') or None) for v in items]
             for d in decls[kind]:
                 variables[d.name] = d
-        same = (n.equal_to or n.isometric_to or "").strip() or None
-        nets.append(NetworkDecl(n.name, decls["input"], decls["hidden"], decls["output"], same))
+        nets.append(NetworkDecl(n.name, decls["input"], decls["hidden"], decls["output"],
+                                (n.equal_to or "").strip() or None,
+                                (n.isometric_to or "").strip() or None))
     conjuncts = [[]]
     for assertion in parsed.assertions:
         dnf = assertion.expr.to_dnf()

@@ -105,10 +105,11 @@ class _Net:
 
 def bind_networks(query, paths: dict) -> list[_Net]:
     """Load (and check against onnxruntime) the graph of every network the query declares;
-    a network ``equal-to`` / ``isomorphic-to`` another may omit its own path."""
+    a network ``equal-to`` another may omit its own path (an ``isomorphic-to`` one may not:
+    it has its own weights)."""
     graphs, nets = {}, []
     for decl in query.networks:
-        path = paths.get(decl.name) or (paths.get(decl.same_as) if decl.same_as else None)
+        path = paths.get(decl.name) or (paths.get(decl.equal_to) if decl.equal_to else None)
         if path is None:
             raise InputError(f"the query declares network {decl.name!r} but no "
                              f"--network {decl.name}=NET.onnx was given")

@@ -18,11 +18,15 @@ from mipcert.solve import solve
 F = TensorProto.FLOAT
 
 
+def _typed(v):
+    v = np.asarray(v)
+    return v.astype(np.float32 if v.dtype.kind == "f" else np.int64)
+
+
 def _model(nodes, inputs, outputs, inits=(), opset=18):
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
                           [helper.make_tensor_value_info(n, t, None) for n, t in outputs],
-                          [numpy_helper.from_array(np.asarray(v, np.float32 if np.asarray(v).dtype.kind == "f" else np.int64), n)
-                           for n, v in inits])
+                          [numpy_helper.from_array(_typed(v), n) for n, v in inits])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 

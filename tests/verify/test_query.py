@@ -42,7 +42,8 @@ def _random_graph(tmp_path, seed):
     nodes[2].input[1] = "sizes"
     g = helper.make_graph(nodes, "rand", [helper.make_tensor_value_info("x", F, [1, 2])],
                           [helper.make_tensor_value_info("y", F, [])],
-                          [numpy_helper.from_array(np.asarray(v, np.float32 if k < 2 else np.int64), n)
+                          [numpy_helper.from_array(
+                              np.asarray(v, np.float32 if k < 2 else np.int64), n)
                            for k, (n, v) in enumerate(inits)])
     path = tmp_path / f"rand{seed}.onnx"
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(path))
@@ -123,7 +124,8 @@ def test_several_inputs_and_outputs_are_bound_in_order(tmp_path):
     head = QUERY_HEAD + """(declare-network N (declare-input A float32 [1])
         (declare-input B float32 [1]) (declare-output D float32 [1]) (declare-output S float32 [1]))
         (assert (and (>= A[0] 0.0) (<= A[0] 1.0) (>= B[0] 10.0) (<= B[0] 11.0)))"""
-    assert verify_query(read_query(head + "(assert (>= D[0] -8.0))"), {"N": path}).verdict == "unsat"
+    unsat = read_query(head + "(assert (>= D[0] -8.0))")
+    assert verify_query(unsat, {"N": path}).verdict == "unsat"
     assert verify_query(read_query(head + "(assert (and (<= D[0] -10.5) (>= S[0] 11.5)))"),
                         {"N": path}).verdict == "sat"
 

@@ -29,6 +29,7 @@ import pyomo.environ as pyo
 
 from ..errors import UnsupportedError
 from ..io._common import NameMaker
+from ..io._lowering import check_dense_size
 from ..io.graph_ops import OPS, max_pool_windows
 from ..relaxation import Relaxation
 from . import select
@@ -38,6 +39,7 @@ from .varray import VArray, add_rows, const, define, linear, new_vars, widen
 
 STRUCTURAL = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat",
               "Split", "Slice", "Gather", "Expand")
+ELEMENTWISE = ("Add", "Sub", "Neg", "Mul", "Div")
 AFFINE = ("Add", "Sub", "Neg", "Mul", "Div", "MatMul", "Gemm", "Conv", "BatchNormalization",
           "ReduceSum", "ReduceMean")
 COMPARISONS = {"Greater": ("gt", False), "Less": ("gt", True), "GreaterOrEqual": ("ge", False),
@@ -126,7 +128,7 @@ class GraphEncoder:
         if op in COMPARISONS:
             kind, swap = COMPARISONS[op]
             a, b = (ops[1], ops[0]) if swap else (ops[0], ops[1])
-            d = self._affine_fn(lambda z: [z[0] - z[1]], [a, b], f"{name}_d")
+            d = self._affine_fn(lambda z: [z[0] - z[1]], [a, b], f"{name}_d", "elementwise")
             return [select.compare(self.block, name, d.reshape(-1), kind,
                                    self.relaxation).reshape(tuple(d.shape))]
         if op == "Not":
@@ -151,9 +153,16 @@ class GraphEncoder:
             fields.append(OPS[node.op](args, node.attrs))
         return [VArray(*parts) for parts in zip(*fields)]
 
-    def _affine_fn(self, fn, ops, name) -> VArray:
-        """``fn(operands)[0]`` for operands of which the VArrays enter linearly."""
+    def _affine_fn(self, fn, ops, name, kind="general") -> VArray:
+        """``fn(operands)[0]`` for operands of which the VArrays enter linearly.
+
+        ``kind``: 'elementwise' (broadcasting ops: one probe per variable operand),
+        'batched' (the variable operand is the first, with a leading batch dimension of 1:
+        all unit vectors in one call along that dimension) or 'general' (one probe per entry).
+        """
         pos = [k for k, o in enumerate(ops) if isinstance(o, VArray)]
+        if kind == "elementwise":
+            return self._elementwise(fn, ops, pos, name)
         shapes = [ops[k].shape for k in pos]
         sizes = [int(np.prod(s)) for s in shapes]
         n = sum(sizes)
@@ -167,12 +176,19 @@ class GraphEncoder:
 
         base = f(np.zeros(n))
         out_shape, b = base.shape, base.reshape(-1)
-        A = np.empty((b.size, n))
-        eye = np.zeros(n)
-        for i in range(n):
-            eye[i] = 1.0
-            A[:, i] = f(eye).reshape(-1) - b
-            eye[i] = 0.0
+        check_dense_size(b.size, n, f"{self.graph.label}: node {name}")
+        if kind == "batched" and len(pos) == 1 and pos == [0] and len(shapes[0]) >= 2 \
+                and shapes[0][0] == 1:
+            args = list(ops)
+            args[0] = np.eye(n).reshape((n,) + tuple(shapes[0][1:]))
+            A = (np.asarray(fn(args)[0], np.float64).reshape(n, -1) - b).T
+        else:
+            A = np.empty((b.size, n))
+            eye = np.zeros(n)
+            for i in range(n):
+                eye[i] = 1.0
+                A[:, i] = f(eye).reshape(-1) - b
+                eye[i] = 0.0
         items = np.concatenate([ops[k].items.reshape(-1) for k in pos])
         zl = np.concatenate([ops[k].lo.reshape(-1) for k in pos])
         zh = np.concatenate([ops[k].hi.reshape(-1) for k in pos])
@@ -183,6 +199,31 @@ class GraphEncoder:
                  for k in range(b.size)]
         return define(self.block, name, exprs, lo, hi).reshape(tuple(out_shape))
 
+    def _elementwise(self, fn, ops, pos, name) -> VArray:
+        """A broadcasting affine op: ``y = b + sum_j a_j * z_j`` entrywise, where ``a_j`` is
+        the op with operand ``j`` all ones and the other variable operands zero, minus ``b``."""
+        zero = list(ops)
+        for k in pos:
+            zero[k] = np.zeros(ops[k].shape)
+        b = np.asarray(fn(zero)[0], np.float64)
+        shape = b.shape
+        coefs, vs = [], []
+        for k in pos:
+            args = list(zero)
+            args[k] = np.ones(ops[k].shape)
+            coefs.append((np.asarray(fn(args)[0], np.float64) - b).reshape(-1))
+            vs.append(_broadcast([ops[k]], shape)[0][0].reshape(-1))
+        b = b.reshape(-1)
+        lo, hi, scale = b.copy(), b.copy(), np.abs(b)
+        for a, v in zip(coefs, vs):
+            lo = lo + np.minimum(a * v.lo, a * v.hi)
+            hi = hi + np.maximum(a * v.lo, a * v.hi)
+            scale = scale + np.abs(a) * np.maximum(np.abs(v.lo), np.abs(v.hi))
+        lo, hi = widen(lo, hi, scale)
+        exprs = [linear([(float(a[i]), v.items[i]) for a, v in zip(coefs, vs)], float(b[i]))
+                 for i in range(b.size)]
+        return define(self.block, name, exprs, lo, hi).reshape(tuple(shape))
+
     def _affine(self, node, ops, name) -> VArray:
         var = [k for k, o in enumerate(ops) if isinstance(o, VArray)]
         if node.op in ("MatMul", "Gemm", "Conv", "BatchNormalization", "Div") and \
@@ -190,7 +231,10 @@ class GraphEncoder:
                  (node.op == "Gemm" and var == [2])):
             raise UnsupportedError(f"{self.graph.label}: {node.op} node {node.name} with "
                                    "variable weights is not supported")
-        return self._affine_fn(lambda args: OPS[node.op](args, node.attrs), ops, name)
+        kind = ("elementwise" if node.op in ELEMENTWISE else
+                "batched" if node.op in ("Conv", "MatMul", "Gemm", "BatchNormalization")
+                and not node.attrs.get("transA", 0) else "general")
+        return self._affine_fn(lambda args: OPS[node.op](args, node.attrs), ops, name, kind)
 
     def _relu(self, x: VArray, name) -> VArray:
         h = x.reshape(-1)

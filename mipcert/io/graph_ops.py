@@ -106,11 +106,8 @@ def _conv(ops, a):
             pads[i], pads[i + 2] = (small, big) if auto == "SAME_UPPER" else (big, small)
     elif auto == "VALID":
         pads = [0, 0, 0, 0]
-    outs = []
-    for n in range(x.shape[0]):
-        W, bias, shape = conv2d_to_dense(w, b, x.shape[1:], strides, pads, dil)
-        outs.append((W @ x[n].reshape(-1) + bias).reshape(shape))
-    y = np.stack(outs)
+    W, bias, shape = conv2d_to_dense(w, b, x.shape[1:], strides, pads, dil)
+    y = (x.reshape(x.shape[0], -1) @ W.T + bias).reshape((x.shape[0],) + tuple(shape))
     return [y[:, :, 0, :] if one_d else y]
 
 

@@ -81,13 +81,7 @@ def parse_vnnlib2(path_or_text, n_inputs: int | None = None,
             raise SpecificationError(
                 f"{name} declares {got} {what} but the network has {want}: pair the query "
                 "with the network it was written for")
-    conjuncts = [[]]
-    for assertion in query.assertions:
-        dnf = assertion.expr.to_dnf()
-        if len(conjuncts) * max(len(dnf), 1) > MAX_CONJUNCTS:
-            raise UnsupportedError(f"{name}: the query's disjunctive normal form has more than "
-                                   f"{MAX_CONJUNCTS} cases")
-        conjuncts = [c + list(d) for c in conjuncts for d in dnf]
+    conjuncts = dnf_conjuncts(query, name)
     rows = _Rows(name, x_def, y_def, nx, ny)
     regions: dict[tuple, list[Clause]] = {}
     boxes: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -102,6 +96,20 @@ def parse_vnnlib2(path_or_text, n_inputs: int | None = None,
     if not regions:
         raise SpecificationError(f"{name}: no case of the query has a non-empty input set")
     return Specification([Region(*boxes[k], cl) for k, cl in regions.items()], nx, ny, name=name)
+
+
+def dnf_conjuncts(query, name) -> list[list]:
+    """The disjunctive normal form of the conjunction of the query's assertions: a list of
+    conjuncts, each a list of the parser's comparisons (the product of the assertions'
+    DNFs); more than :data:`MAX_CONJUNCTS` is refused."""
+    conjuncts = [[]]
+    for assertion in query.assertions:
+        dnf = assertion.expr.to_dnf()
+        if len(conjuncts) * max(len(dnf), 1) > MAX_CONJUNCTS:
+            raise UnsupportedError(f"{name}: the query's disjunctive normal form has more than "
+                                   f"{MAX_CONJUNCTS} cases")
+        conjuncts = [c + list(d) for c in conjuncts for d in dnf]
+    return conjuncts
 
 
 def _single_network(query, name):

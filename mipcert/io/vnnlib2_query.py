@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import SpecificationError, UnsupportedError
 from .vnnlib import _read_source
-from .vnnlib2 import MAX_CONJUNCTS, _parse
+from .vnnlib2 import MAX_CONJUNCTS, _parse, dnf_conjuncts
 
 log = logging.getLogger(__name__)
 _NET_RE = re.compile(r"\(\s*declare-network\s+([A-Za-z_][A-Za-z0-9_]*)")
@@ -151,13 +151,7 @@ def read_query(path_or_text) -> Query:
         nets.append(NetworkDecl(n.name, decls["input"], decls["hidden"], decls["output"],
                                 (n.equal_to or "").strip() or None,
                                 (n.isometric_to or "").strip() or None))
-    conjuncts = [[]]
-    for assertion in parsed.assertions:
-        dnf = assertion.expr.to_dnf()
-        if len(conjuncts) * max(len(dnf), 1) > MAX_CONJUNCTS:
-            raise UnsupportedError(f"{name}: the query's disjunctive normal form has more than "
-                                   f"{MAX_CONJUNCTS} cases")
-        conjuncts = [c + list(d) for c in conjuncts for d in dnf]
+    conjuncts = dnf_conjuncts(parsed, name)
     rows_of = []
     for conj in conjuncts:
         cases = [[]]

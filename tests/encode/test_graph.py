@@ -87,6 +87,22 @@ def _two_inputs_two_outputs():
     return _model(nodes, [("a", [3]), ("b", [3])], [("y1", F), ("y2", F)]), (0.05, 2.95)
 
 
+def _cast_int_negative():
+    model, _ = _two_inputs_two_outputs()
+    return model, (-2.95, -0.05)
+
+
+def _maxpool_padded():
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["x"], ["q"], kernel_shape=[2, 2], ceil_mode=1,
+                              strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["pf"]),
+             helper.make_node("Flatten", ["q"], ["qf"]),
+             helper.make_node("Concat", ["pf", "qf"], ["y"], axis=1)]
+    return _model(nodes, [("x", [1, 1, 3, 3])], [("y", F)]), (-1.0, 1.0)
+
+
 def _products():
     nodes = [helper.make_node("Mul", ["x", "x"], ["sq"]),
              helper.make_node("Div", ["sq", "d"], ["q"]),
@@ -96,6 +112,7 @@ def _products():
 
 GRAPHS = {"conv_relu_maxpool_gemm": _conv_pool, "comparisons_where_max_min": _select,
           "structural_ops": _structure, "two_inputs_outputs_cast_int": _two_inputs_two_outputs,
+          "cast_int_negative": _cast_int_negative, "maxpool_padding_ceil": _maxpool_padded,
           "products_square_div": _products}
 
 
@@ -141,3 +158,15 @@ def test_bounds_of_every_tensor_contain_sampled_values(tmp_path):
         for name in ("c", "r", "p", "y"):
             v = _varray(env[name])
             assert np.all(v.lo <= vals[name] + 1e-9) and np.all(vals[name] <= v.hi + 1e-9)
+
+
+def test_cast_to_integer_of_a_sign_changing_range_is_refused(tmp_path):
+    from mipcert.errors import UnsupportedError
+
+    model, _ = _two_inputs_two_outputs()
+    save(model, str(tmp_path / "c.onnx"))
+    graph = load_graph(tmp_path / "c.onnx")
+    m = pyo.ConcreteModel()
+    feeds = {n: new_vars(m, f"in_{n}", -np.ones(3), np.ones(3)) for n, _ in graph.inputs}
+    with pytest.raises(UnsupportedError, match="crosses 0"):
+        GraphEncoder(m, graph).encode(feeds)

@@ -27,12 +27,23 @@ def register(sub) -> None:
 
 
 def _verify_graph(args):
+    """The graph path's result, or None when the query is not VNN-LIB 2.0."""
+    from ..io.vnnlib2 import is_vnnlib2
     from ..io.vnnlib2_query import read_query
     from ..verify.query import verify_query
     from ._common import _name_path
 
-    paths = dict(_name_path(item) for item in args.network)
-    return verify_query(read_query(args.paths[0]), paths, solver=args.solver,
+    if args.network:
+        query, paths = read_query(args.paths[0]), dict(_name_path(i) for i in args.network)
+    elif len(args.paths) == 2 and is_vnnlib2(args.paths[1]):   # NET QUERY
+        query = read_query(args.paths[1])
+        own = [n.name for n in query.networks if not n.equal_to]
+        if len(own) != 1:
+            return None
+        paths = {own[0]: args.paths[0]}
+    else:
+        return None
+    return verify_query(query, paths, solver=args.solver,
                         timeout=args.timeout, attack=not args.no_attack, seed=args.seed,
                         threads=args.threads, relaxation=args.relaxation)
 
@@ -48,10 +59,11 @@ def run(args) -> int:
         try:
             network, spec, reference = load_problem(args)
         except UnsupportedError:
-            if not args.network:
-                raise
-            # not a chain network with an input box: the general graph path decides it
+            # not a chain network with an input box: a VNN-LIB 2.0 query goes to the
+            # general graph path (docs/graph_path.md)
             result = _verify_graph(args)
+            if result is None:
+                raise
         else:
             result = verify(network, spec, solver=args.solver, relaxation=args.relaxation,
                             bounds=args.bounds, timeout=args.timeout, reference=reference,

@@ -48,3 +48,13 @@ def test_suite_case_gets_its_expected_verdict(tmp_path, capfd, case):
     out, err = capfd.readouterr()
     assert code == 0, err
     assert out == module.return_expected_output().lower() + "\n"
+
+
+def test_net_query_form_also_reaches_the_graph_path(tmp_path, capfd):
+    module = _load("where/where06")
+    onnx.save(module.build_onnx_model(), str(tmp_path / "net.onnx"))
+    (tmp_path / "q.vnnlib").write_text(module.build_vnnlib_spec())
+    code = main(["verify", str(tmp_path / "net.onnx"), str(tmp_path / "q.vnnlib")])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert out.splitlines()[0] == "sat" and "(X_0 " in out   # the witness follows

@@ -295,7 +295,8 @@ class GraphEncoder:
 
     def _cast(self, node, x: VArray, name) -> VArray:
         to = node.attrs.get("to")
-        if to in _FLOAT_TYPES or x.indicator.all():
+        boolean = x.indicator | ((x.lo == x.hi) & np.isin(x.lo, (0.0, 1.0)))
+        if to in _FLOAT_TYPES or boolean.all():   # 0/1 entries stay what they are
             return x
         flat = x.reshape(-1)
         if to == _BOOL_TYPE:   # x != 0, i.e. not (x == 0)

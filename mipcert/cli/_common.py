@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedError
 
 
 def add_solver_options(p, *, relaxations=("milp", "lp")) -> None:
@@ -39,13 +39,14 @@ def load_problem(args):
                              "mipcert verify QUERY.vnnlib --network N=NET.onnx")
         named = dict(_name_path(item) for item in networks)
         declared = query_networks(paths[0])
+        if len(declared) != 1:   # the general graph path decides it (cli/verify.py), which
+            # also knows that a network equal-to another needs no file of its own
+            raise UnsupportedError(f"the query declares {len(declared)} networks; the chain "
+                                   "path verifies queries over one network")
         missing = [n for n in declared if n not in named]
         if missing:
             raise InputError(f"the query declares network {missing[0]!r} but no "
                              f"--network {missing[0]}=NET.onnx was given")
-        if len(declared) != 1:
-            raise InputError(f"the query declares {len(declared)} networks; mipcert verifies "
-                             "queries over one network")
         net_path, prop_path = Path(named[declared[0]]), Path(paths[0])
     elif len(paths) == 2:
         net_path, prop_path = (Path(p) for p in paths)

@@ -4,16 +4,17 @@ The capability queries of the VNN-LIB 2.0 standard (Chapter 5), which drivers su
 ``vnnlib-satisfactory`` ask before running ``mipcert verify QUERY --network N=NET``. Each
 answer is one item a line. mipcert declares only what it decides exactly:
 
-* ONNX operators: those its importer lowers exactly to affine maps and ReLUs on the data
-  path (:data:`DECLARED_OPS`); nothing is approximated, so Sigmoid, Softmax, Pow, ... are
-  absent. Mul and Div are exact only with a constant operand, and Cast, Concat, Gather,
-  Shape, Transpose are read only on constants (shape arithmetic), so they are not declared:
-  a driver gates its tests by operator, and tests of these operators on variables would
-  fail;
-* one network per query (``SNET``), one input and one output tensor (``SIO``), no
-  hidden-node variables (``NH``: the ``H`` theory is not supported);
-* arithmetic: input bounds and linear output constraints (``BND``, ``OUTC``); linear
-  constraints over several inputs (``LIN``) and polynomials (``POLY``) are not supported;
+* ONNX operators: those the general graph path (``mipcert.encode.graph``) encodes exactly
+  on variable data (:data:`DECLARED_OPS`, each also in the reference interpreter
+  ``mipcert.io.graph_ops`` and checked against onnxruntime); nothing is approximated, so
+  Sigmoid, Softmax, Pow, ... are absent. Comparisons and ``Equal`` are encoded by their
+  closures and a ``sat`` answer is always re-run through the interpreter and onnxruntime;
+  ``Mul`` of two variables and ``Div`` by a variable are exact bilinear rows (SCIP);
+* several networks per query (``SNET``, ``MNET``, ``MENET`` equal-to, ``MINET``
+  isomorphic-to), several input and output tensors (``SIO``, ``MIO``), hidden-node variables
+  (``NH``, ``H``);
+* arithmetic: input bounds, linear output constraints and linear constraints over any
+  variables (``BND``, ``OUTC``, ``LIN``); polynomials (``POLY``) are not supported;
 * counterexamples are not serialised in the 2.0 assignment format (``false``): the CLI
   prints the verdict; ``--json`` and ``--result-file`` carry the counterexample.
 """
@@ -24,20 +25,23 @@ import sys
 # Lowest ONNX opset the importer is tested with, and the highest (onnx's at release).
 OPSET_RANGE = (7, 21)
 
-#: ONNX operators mipcert imports exactly on variable data (each checked against onnxruntime
-#: on import); a subset of ``mipcert.io.onnx_import.SUPPORTED_OPS``.
-DECLARED_OPS = ("Add", "BatchNormalization", "Constant", "Conv", "Flatten", "Gemm", "Identity",
-                "MatMul", "Neg", "Relu", "Reshape", "Squeeze", "Sub", "Unsqueeze")
+#: ONNX operators mipcert encodes exactly on variable data (see the module docstring); the
+#: interpreter's set less the ones that only occur on constants (Constant is folded)
+DECLARED_OPS = ("Add", "BatchNormalization", "Cast", "Concat", "Constant", "ConstantOfShape",
+                "Conv", "Div", "Equal", "Expand", "Flatten", "Gather", "Gemm", "Greater",
+                "GreaterOrEqual", "Identity", "Less", "LessOrEqual", "MatMul", "Max", "MaxPool",
+                "Min", "Mul", "Neg", "Not", "ReduceMean", "ReduceSum", "Relu", "Reshape",
+                "Shape", "Slice", "Split", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Where")
 
 CAPABILITIES = {
     "onnx-operators": "ONNX operators (one a line)",
     "onnx-opset-versions": "lowest and highest ONNX opset version",
     "vnnlib-versions": "lowest and highest VNN-LIB version",
     "serialise-assignments": "true when counterexamples are printed as 2.0 assignments",
-    "multiple-network-theories": "network theories (SNET: one network per query)",
-    "hidden-node-theories": "hidden-node theories (NH: no hidden-node variables)",
-    "multiple-input-output-theories": "input/output theories (SIO: one input, one output)",
-    "arithmetic-complexity-theories": "arithmetic theories (BND, OUTC)",
+    "multiple-network-theories": "network theories (SNET, MNET, MENET, MINET)",
+    "hidden-node-theories": "hidden-node theories (NH, H)",
+    "multiple-input-output-theories": "input/output theories (SIO, MIO)",
+    "arithmetic-complexity-theories": "arithmetic theories (BND, OUTC, LIN)",
 }
 
 
@@ -52,10 +56,10 @@ def answer(capability: str) -> list[str]:
 
         return list(VERSIONS)
     return {"serialise-assignments": ["false"],
-            "multiple-network-theories": ["SNET"],
-            "hidden-node-theories": ["NH"],
-            "multiple-input-output-theories": ["SIO"],
-            "arithmetic-complexity-theories": ["BND", "OUTC"]}[capability]
+            "multiple-network-theories": ["SNET", "MNET", "MENET", "MINET"],
+            "hidden-node-theories": ["NH", "H"],
+            "multiple-input-output-theories": ["SIO", "MIO"],
+            "arithmetic-complexity-theories": ["BND", "OUTC", "LIN"]}[capability]
 
 
 def register(sub) -> None:

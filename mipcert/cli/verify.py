@@ -26,18 +26,49 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _verify_graph(args):
+    """The graph path's result, or None when the query is not VNN-LIB 2.0."""
+    from ..io.vnnlib2 import is_vnnlib2
+    from ..io.vnnlib2_query import read_query
+    from ..verify.query import verify_query
+    from ._common import _name_path
+
+    if args.network:
+        query, paths = read_query(args.paths[0]), dict(_name_path(i) for i in args.network)
+    elif len(args.paths) == 2 and is_vnnlib2(args.paths[1]):   # NET QUERY
+        query = read_query(args.paths[1])
+        own = [n.name for n in query.networks if not n.equal_to]
+        if len(own) != 1:
+            return None
+        paths = {own[0]: args.paths[0]}
+    else:
+        return None
+    return verify_query(query, paths, solver=args.solver,
+                        timeout=args.timeout, attack=not args.no_attack, seed=args.seed,
+                        threads=args.threads, relaxation=args.relaxation)
+
+
 def run(args) -> int:
+    from ..errors import UnsupportedError
     from ..quiet import stdout_to_stderr
     from ..verify import verify
 
     # standard output carries the result and nothing else: whatever a solver prints while
     # the work runs (C-level banners included) goes to standard error
     with stdout_to_stderr():
-        network, spec, reference = load_problem(args)
-        result = verify(network, spec, solver=args.solver, relaxation=args.relaxation,
-                        bounds=args.bounds, timeout=args.timeout, reference=reference,
-                        attack=not args.no_attack, split=not args.no_split, seed=args.seed,
-                        threads=args.threads, device=args.device)
+        try:
+            network, spec, reference = load_problem(args)
+        except UnsupportedError:
+            # not a chain network with an input box: a VNN-LIB 2.0 query goes to the
+            # general graph path (docs/graph_path.md)
+            result = _verify_graph(args)
+            if result is None:
+                raise
+        else:
+            result = verify(network, spec, solver=args.solver, relaxation=args.relaxation,
+                            bounds=args.bounds, timeout=args.timeout, reference=reference,
+                            attack=not args.no_attack, split=not args.no_split,
+                            seed=args.seed, threads=args.threads, device=args.device)
     text = result.vnncomp_text()
     if args.result_file:
         write_text_atomic(args.result_file, text + "\n")

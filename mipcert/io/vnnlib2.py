@@ -18,7 +18,9 @@ What mipcert cannot decide exactly is refused with :class:`UnsupportedError` nam
 construct: several networks or ``equal-to``/``isomorphic-to`` relations, hidden-node
 variables, several inputs or outputs, input constraints other than bounds (for example
 ``X[0] + X[1] <= 1``), comparisons mixing inputs and outputs, ``!=``, products of variables.
-``supports`` (the CLI) declares exactly this subset.
+``mipcert verify`` then decides the query on the general graph path
+(:mod:`mipcert.io.vnnlib2_query`, :mod:`mipcert.verify.query`); only products of variables
+are refused there too.
 """
 from __future__ import annotations
 
@@ -61,7 +63,9 @@ def _parse(path_or_text):
 
 def query_networks(path_or_text) -> list[str]:
     """Names of the networks the query declares (for matching ``--network NAME=PATH``)."""
-    query, _ = _parse(path_or_text)
+    from .vnnlib2_query import _parse_query   # tolerates isomorphic networks' types
+
+    query, _ = _parse_query(path_or_text)
     return [n.name for n in query.networks]
 
 
@@ -77,13 +81,7 @@ def parse_vnnlib2(path_or_text, n_inputs: int | None = None,
             raise SpecificationError(
                 f"{name} declares {got} {what} but the network has {want}: pair the query "
                 "with the network it was written for")
-    conjuncts = [[]]
-    for assertion in query.assertions:
-        dnf = assertion.expr.to_dnf()
-        if len(conjuncts) * max(len(dnf), 1) > MAX_CONJUNCTS:
-            raise UnsupportedError(f"{name}: the query's disjunctive normal form has more than "
-                                   f"{MAX_CONJUNCTS} cases")
-        conjuncts = [c + list(d) for c in conjuncts for d in dnf]
+    conjuncts = dnf_conjuncts(query, name)
     rows = _Rows(name, x_def, y_def, nx, ny)
     regions: dict[tuple, list[Clause]] = {}
     boxes: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -98,6 +96,20 @@ def parse_vnnlib2(path_or_text, n_inputs: int | None = None,
     if not regions:
         raise SpecificationError(f"{name}: no case of the query has a non-empty input set")
     return Specification([Region(*boxes[k], cl) for k, cl in regions.items()], nx, ny, name=name)
+
+
+def dnf_conjuncts(query, name) -> list[list]:
+    """The disjunctive normal form of the conjunction of the query's assertions: a list of
+    conjuncts, each a list of the parser's comparisons (the product of the assertions'
+    DNFs); more than :data:`MAX_CONJUNCTS` is refused."""
+    conjuncts = [[]]
+    for assertion in query.assertions:
+        dnf = assertion.expr.to_dnf()
+        if len(conjuncts) * max(len(dnf), 1) > MAX_CONJUNCTS:
+            raise UnsupportedError(f"{name}: the query's disjunctive normal form has more than "
+                                   f"{MAX_CONJUNCTS} cases")
+        conjuncts = [c + list(d) for c in conjuncts for d in dnf]
+    return conjuncts
 
 
 def _single_network(query, name):

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["docs/python_api.md", "README.md", "docs/properties.md", "docs/repair.md"]
+PAGES = ["docs/python_api.md", "README.md", "docs/properties.md", "docs/repair.md",
+         "docs/graph_path.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -84,12 +84,19 @@ def test_ladder_same_bounds():
 
 
 def test_sparser_tightening_is_still_exact_at_full_horizon():
-    """Proving only every other step's box changes the constants, not the exact optimum."""
+    """Proving only every other step's box changes the constants, not the exact optimum.
+
+    Up to the solver's tolerances: a binary may sit 1e-6 off integral (HiGHS's
+    mip_feasibility_tolerance), which lets a Big-M row give way by M * 1e-6, so with
+    looser constants the optimum may lie a little outside the hull (1.7e-6 here on the
+    torch path of interval AGT, where MIPCERT_NO_KERNELS=1 or no C compiler). Outside is
+    the sound side; it must never lie inside."""
     run = tiny_run("hinge", (), n=12, steps=3, batch=6, seed=6, pm1=True)
     lo, hi = _hull(run, FLIP)
     res = mip_agt(run, FLIP, "milp", "full", tighten_every=2)
-    np.testing.assert_allclose(res.lower, lo, atol=TOL)
-    np.testing.assert_allclose(res.upper, hi, atol=TOL)
+    _contains(res, lo, hi)
+    np.testing.assert_allclose(res.lower, lo, atol=1e-5)
+    np.testing.assert_allclose(res.upper, hi, atol=1e-5)
 
 
 def test_rolling_horizon_contains_hull_and_is_looser():

@@ -171,9 +171,6 @@ def parse_instance(doc: dict, base: Path = Path("."), name: str = "repair") -> R
     if inst.solver not in QP_SOLVERS:
         raise InputError(f"[correction] solver = {inst.solver!r}; choose one of "
                          f"{', '.join(QP_SOLVERS)}")
-    if inst.solver == "nnls" and inst.norms != ["l2"]:
-        raise InputError(f"[correction] solver = \"nnls\" solves norm = \"l2\" only, not "
-                         f"{inst.norms}: set norm = \"l2\" or solver = \"highs\"")
     inst.time_limit = _number(c, "time_limit", "correction", 60.0, lo=0, lo_open=True)
     inst.max_change = _number(c, "max_change", "correction", None, lo=0, lo_open=True)
     inst.threads = _number(c, "threads", "correction", 1, int, lo=1)

@@ -31,7 +31,8 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 
 NORMS = ("l2", "linf_l1")
-#: solvers of the correction QP: the Pyomo back-ends, and "nnls" (the l2 QP's dual, ldp.py)
+#: solvers of the correction QP: the Pyomo back-ends, and "nnls" (the l2 QP's dual, ldp.py;
+#: it has no LP: with it the linf_l1 LP goes to HiGHS)
 QP_SOLVERS = ("highs", "scip", "gurobi", "nnls")
 #: coefficients below this (relative to the row's largest) are dropped from a cut row
 COEF_DROP = 1e-13
@@ -118,9 +119,12 @@ def make_qp(size: int, *, norm: str = "l2", solver: str = "highs",
             max_change: float | None = None, fallback_change: float = 10.0,
             threads: int | None = None):
     """The QP of one correction run: :class:`CorrectionQP` on a solver back-end, or, for
-    ``solver = "nnls"``, :class:`~mipcert.repair.ldp.LeastDistanceQP` (the l2 QP's dual)."""
+    ``solver = "nnls"`` and ``norm = "l2"``, :class:`~mipcert.repair.ldp.LeastDistanceQP`
+    (the l2 QP's dual; the ``linf_l1`` LP then goes to HiGHS)."""
     if solver not in QP_SOLVERS:
         raise InputError(f"solver = {solver!r}: choose one of {', '.join(QP_SOLVERS)}")
+    if solver == "nnls" and norm == "linf_l1":
+        solver = "highs"
     if solver == "nnls":
         from .ldp import LeastDistanceQP
 

@@ -73,9 +73,12 @@ def test_inconsistent_rows_are_infeasible():
     assert out.status == "optimal" and np.all(d == 0)
 
 
-def test_nnls_takes_l2_without_a_box_only():
+def test_nnls_takes_l2_without_a_box_and_leaves_the_lp_to_highs():
+    assert isinstance(make_qp(5, norm="l2", solver="nnls"), LeastDistanceQP)
+    lp = make_qp(5, norm="linf_l1", solver="nnls")
+    assert isinstance(lp, CorrectionQP) and lp.norm == "linf_l1"
     with pytest.raises(InputError, match="l2 QP only"):
-        make_qp(5, norm="linf_l1", solver="nnls")
+        LeastDistanceQP(5, norm="linf_l1")
     with pytest.raises(InputError, match="max_change"):
         make_qp(5, solver="nnls", max_change=1.0)
     with pytest.raises(InputError, match="choose one of"):
@@ -97,14 +100,14 @@ def test_correction_with_nnls_equals_highs_over_all_layers():
     assert runs[0].pool[0].violation == pytest.approx(runs[1].pool[0].violation, abs=1e-4)
 
 
-def test_instance_rejects_nnls_with_the_lp_objective():
+def test_instance_takes_nnls_and_rejects_an_unknown_solver():
     from mipcert.repair.instance import parse_instance
 
     from .conftest import MODELS
 
     doc = {"model": {"path": str(MODELS / "digits_mlp.onnx")},
            "correction": {"solver": "nnls", "norm": ["l2", "linf_l1"]}}
-    with pytest.raises(InputError, match="nnls.*l2.*only"):
-        parse_instance(doc)
-    doc["correction"]["norm"] = "l2"
     assert parse_instance(doc).solver == "nnls"
+    doc["correction"]["solver"] = "cplex"
+    with pytest.raises(InputError, match="solver = 'cplex'"):
+        parse_instance(doc)

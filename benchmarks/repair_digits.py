@@ -1,11 +1,13 @@
 """Adversary correction on the bundled digits MLP and CNN (issue 10's targets).
 
 Runs ``instances/repair_digits_mlp.toml`` and ``instances/repair_digits_cnn.toml`` exactly as
-``mipcert repair`` does (10 FGSM adversarial examples at eps = 0.1, last layer, l2 QP and
-linf_l1 LP, PGD fine-tuning for the l2 correction's wall time, MILP certification of the
-first 20 test points at eps_cert = 0.02), prints each table, draws each pool and saves
+``mipcert repair`` does (10 FGSM adversarial examples at eps = 0.1; the MLP in all layers, the
+CNN in its last layer; l2 QP by NNLS on its dual and linf_l1 LP by HiGHS; the two fine-tuning
+baselines for the l2 correction's wall time; MILP certification of the first 20 test points
+at eps_cert = 0.02), prints each table, draws each pool and saves
 ``benchmarks/results/repair_digits.json`` with every row, pool and pick, the paper's
-headline beside them, and the machine.
+headline beside them, and the machine. ``benchmarks/repair_levers.py`` measures why the
+headline does not reproduce (one lever at a time).
 
     python benchmarks/repair_digits.py [--only cnn] [--plots docs/]
 
@@ -58,6 +60,9 @@ def main(argv=None) -> int:
                                                         - orig["generalisation"]),
             "clean_drop_pp": 100 * (orig["clean_acc"] - corr.get("clean_acc", float("nan"))),
             "correction_seconds": corr.get("seconds"),
+            "fgsm_acc": {r["network"]: r.get("fgsm_acc") for r in report.rows},
+            "baseline_seconds": {r["network"]: r["seconds"] for r in report.rows
+                                 if "fine-tuning" in r["network"]},
         }
         doc["plot"] = str(plot.relative_to(ROOT)) if plot.is_relative_to(ROOT) else str(plot)
         doc["total_seconds"] = round(time.perf_counter() - start, 2)
@@ -68,7 +73,8 @@ def main(argv=None) -> int:
     old.update(results)
     old["paper"] = PAPER
     old["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                      "platform": platform.platform()}
+                      "platform": platform.platform(),
+                      "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     out.write_text(json.dumps(old, indent=1, default=float) + "\n")
     print(f"wrote {out}")
     return 0

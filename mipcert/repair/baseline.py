@@ -4,8 +4,11 @@ Fine-tunes the same parameters (:class:`~mipcert.network.Parameters`) with Adam 
 cross-entropy of, per step, a mini-batch of clean points, PGD adversarial examples of that
 mini-batch made against the current network (``pgd_steps`` steps at ``eps``; 0 skips them),
 and the given adversarial examples (the set the correction fixes). It stops after ``epochs``
-epochs or at ``wall_time`` seconds, whichever comes first, so that it can be given exactly the
-correction's time. All in numpy (reference backward pass), no torch.
+epochs or when the next step would end past ``wall_time`` seconds (judged by the longest step
+so far), whichever comes first, so that it never gets more than the correction's time. All in
+numpy (reference backward pass), no torch. With ``pgd_steps = 0`` it sees exactly the data the
+correction sees (the given adversarial examples and the clean points); with ``pgd_steps > 0``
+it also makes fresh PGD examples of every clean mini-batch (adversarial training).
 """
 from __future__ import annotations
 
@@ -49,12 +52,13 @@ def pgd_finetune(network, X_adv, y_adv, X_clean, y_clean, *, layers="last", eps:
     w = params.w0.copy()
     m1, m2 = np.zeros_like(w), np.zeros_like(w)
     b1, b2 = ADAM_BETAS
-    steps, stopped_by, n = 0, "epochs", len(X_clean)
+    steps, stopped_by, n, longest = 0, "epochs", len(X_clean), 0.0
     per_epoch = max(1, -(-n // batch))
     for _ in range(epochs):
         order = rng.permutation(n)
         for k in range(0, n, batch):
-            if wall_time is not None and time.perf_counter() - start >= wall_time:
+            step_start = time.perf_counter()
+            if wall_time is not None and step_start - start + longest > wall_time:
                 stopped_by = "wall_time"
                 break
             idx = order[k:k + batch]
@@ -69,6 +73,7 @@ def pgd_finetune(network, X_adv, y_adv, X_clean, y_clean, *, layers="last", eps:
             m1 = b1 * m1 + (1 - b1) * g
             m2 = b2 * m2 + (1 - b2) * g * g
             w = w - lr * (m1 / (1 - b1 ** steps)) / (np.sqrt(m2 / (1 - b2 ** steps)) + ADAM_EPS)
+            longest = max(longest, time.perf_counter() - step_start)
         if stopped_by == "wall_time":
             break
     return FineTuneResult(w, params, steps, steps / per_epoch, time.perf_counter() - start,

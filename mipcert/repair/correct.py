@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError
 from ..network import Parameters
 from .cuts import CorrectionFunctions, CutRows
-from .qp import CorrectionQP
+from .qp import make_qp
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,9 @@ def correct(network, X_adv, y_adv, X_clean, y_clean, *, layers="last", delta: fl
     Dense layer names; ``time_limit``: seconds for the whole run (checked between rounds
     and passed to each QP solve); ``max_change``: bound on every ``|w_j - w0_j|`` (default
     none; ``TRUST_FACTOR * max(1, max |w0|)`` is added only if the QP solver fails without
-    it, see :mod:`mipcert.repair.qp`); ``norm``: ``"l2"`` or ``"linf_l1"``.
+    it, see :mod:`mipcert.repair.qp`); ``norm``: ``"l2"`` or ``"linf_l1"``; ``solver``: ``"highs"``, ``"scip"``, ``"gurobi"``
+    (the QP in Pyomo) or ``"nnls"`` (l2 only: its dual by NNLS, :mod:`mipcert.repair.ldp`,
+    the fast choice when many parameters change).
     """
     if rounds < 1:
         raise InputError(f"rounds = {rounds} must be >= 1")
@@ -159,8 +161,8 @@ def correct(network, X_adv, y_adv, X_clean, y_clean, *, layers="last", delta: fl
     params = Parameters(network, layers)
     fns = CorrectionFunctions(params, X_adv, y_adv, X_clean, y_clean, delta=delta, rho=rho)
     fallback = TRUST_FACTOR * max(1.0, float(np.abs(params.w0).max(initial=0.0)))
-    qp = CorrectionQP(params.size, norm=norm, solver=solver, max_change=max_change,
-                      fallback_change=fallback, threads=threads)
+    qp = make_qp(params.size, norm=norm, solver=solver, max_change=max_change,
+                 fallback_change=fallback, threads=threads)
     w0 = params.w0
     result = CorrectionResult("rounds", params, [], fns.violation(w0), fns.loss0,
                               fns.loss_bound, omega, norm, 0.0, 0)

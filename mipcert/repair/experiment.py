@@ -5,8 +5,11 @@
    whose attacked version it misclassifies; seeded).
 2. Correct them with every objective in ``norms`` (:func:`~mipcert.repair.correct`), clean
    loss over the same split.
-3. The baseline: PGD fine-tuning of the same parameters with the same examples, given the
-   wall time of the l2 correction (:func:`~mipcert.repair.baseline.pgd_finetune`).
+3. The baselines, fine-tuning the same parameters with Adam for at most the first
+   correction's wall time (:func:`~mipcert.repair.baseline.pgd_finetune`): on the same
+   adversarial examples and clean points only ("fine-tuning (given set)", like for like), and
+   with fresh PGD examples of every clean mini-batch as well ("PGD fine-tuning", when
+   ``pgd_steps > 0``: adversarial training, which sees far more adversarial data).
 4. Evaluate every network (:func:`evaluate`): the repair literature's efficacy, drawdown and
    generalisation, clean / FGSM / PGD test accuracy, margin violations on the adversarial set,
    and certified robust accuracy of the first ``n_points`` test points at ``eps_cert`` with
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: the omegas whose picks the report and the plot show
 OMEGAS = (0.0, 0.2, 0.4)
+#: the two baseline rows (see :func:`baselines`)
+GIVEN_SET, PGD_FINETUNING = "fine-tuning (given set)", "PGD fine-tuning"
 
 
 @dataclass
@@ -118,6 +123,14 @@ def evaluate(inst, name, network, data, fns, base_clean, transfer, seconds, stat
     return row
 
 
+def baselines(inst) -> list[tuple[str, int]]:
+    """``(row name, pgd_steps)`` of the fine-tuning baselines: on exactly the correction's data
+    (the given adversarial examples + clean points), and, when ``pgd_steps > 0``, PGD
+    adversarial fine-tuning that also makes fresh PGD examples of every clean mini-batch."""
+    rows = [(GIVEN_SET, 0)]
+    return rows + [(PGD_FINETUNING, inst.pgd_steps)] if inst.pgd_steps > 0 else rows
+
+
 def run_experiment(inst, progress: Callable[[str], None] | None = None) -> RepairReport:
     """Run the whole experiment of an instance (see the module doc)."""
     from ..io import load_network
@@ -152,13 +165,14 @@ def run_experiment(inst, progress: Callable[[str], None] | None = None) -> Repai
         status[f"corrected ({norm})"] = res.status
     if inst.baseline:
         budget = corrections[inst.norms[0]].seconds
-        say(f"PGD fine-tuning for at most {budget:.1f}s (the correction's time)")
-        ft = pgd_finetune(network, X_adv, y_adv, X_clean, y_clean, layers=inst.layers,
-                          eps=inst.eps, epochs=inst.epochs, lr=inst.lr, batch=inst.batch,
-                          pgd_steps=inst.pgd_steps, wall_time=budget, seed=inst.seed)
-        networks["PGD fine-tuning"] = ft.network()
-        seconds["PGD fine-tuning"] = ft.seconds
-        status["PGD fine-tuning"] = f"{ft.steps} steps ({ft.epochs:.1f} epochs)"
+        for name, pgd_steps in baselines(inst):
+            say(f"{name} for at most {budget:.1f}s (the {inst.norms[0]} correction's time)")
+            ft = pgd_finetune(network, X_adv, y_adv, X_clean, y_clean, layers=inst.layers,
+                              eps=inst.eps, epochs=inst.epochs, lr=inst.lr, batch=inst.batch,
+                              pgd_steps=pgd_steps, wall_time=budget, seed=inst.seed)
+            networks[name] = ft.network()
+            seconds[name] = ft.seconds
+            status[name] = f"{ft.steps} steps ({ft.epochs:.1f} epochs)"
     transfer = attack(inst, network, Xte, yte)
     base_clean = accuracy(network, Xte, yte)
     rows = []

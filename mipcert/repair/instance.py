@@ -38,10 +38,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..tomlconf import check_keys, get_typed, load_toml, resolve_path
-from .qp import NORMS
+from .qp import NORMS, QP_SOLVERS
 
 ATTACKS = ("fgsm", "pgd")
-SOLVERS = ("highs", "scip", "gurobi")
 _SECTIONS = {"name", "description", "model", "data", "attack", "correction", "baseline",
              "certify"}
 _KEYS = {"model": {"path"},
@@ -169,9 +168,9 @@ def parse_instance(doc: dict, base: Path = Path("."), name: str = "repair") -> R
         raise InputError(f"[correction] norm = {norms!r}: use one or a list of {', '.join(NORMS)}")
     inst.norms = list(dict.fromkeys(norms))
     inst.solver = get_typed(c, "solver", str, "correction", "highs")
-    if inst.solver not in SOLVERS:
+    if inst.solver not in QP_SOLVERS:
         raise InputError(f"[correction] solver = {inst.solver!r}; choose one of "
-                         f"{', '.join(SOLVERS)}")
+                         f"{', '.join(QP_SOLVERS)}")
     inst.time_limit = _number(c, "time_limit", "correction", 60.0, lo=0, lo_open=True)
     inst.max_change = _number(c, "max_change", "correction", None, lo=0, lo_open=True)
     inst.threads = _number(c, "threads", "correction", 1, int, lo=1)

@@ -31,6 +31,9 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 
 NORMS = ("l2", "linf_l1")
+#: solvers of the correction QP: the Pyomo back-ends, and "nnls" (the l2 QP's dual, ldp.py;
+#: it has no LP: with it the linf_l1 LP goes to HiGHS)
+QP_SOLVERS = ("highs", "scip", "gurobi", "nnls")
 #: coefficients below this (relative to the row's largest) are dropped from a cut row
 COEF_DROP = 1e-13
 
@@ -110,3 +113,21 @@ class CorrectionQP:
         if d is not None and not np.all(np.isfinite(d)):
             out.status, out.message, d = "error", "the solver returned non-finite values", None
         return out, d
+
+
+def make_qp(size: int, *, norm: str = "l2", solver: str = "highs",
+            max_change: float | None = None, fallback_change: float = 10.0,
+            threads: int | None = None):
+    """The QP of one correction run: :class:`CorrectionQP` on a solver back-end, or, for
+    ``solver = "nnls"`` and ``norm = "l2"``, :class:`~mipcert.repair.ldp.LeastDistanceQP`
+    (the l2 QP's dual; the ``linf_l1`` LP then goes to HiGHS)."""
+    if solver not in QP_SOLVERS:
+        raise InputError(f"solver = {solver!r}: choose one of {', '.join(QP_SOLVERS)}")
+    if solver == "nnls" and norm == "linf_l1":
+        solver = "highs"
+    if solver == "nnls":
+        from .ldp import LeastDistanceQP
+
+        return LeastDistanceQP(size, norm=norm, max_change=max_change)
+    return CorrectionQP(size, norm=norm, solver=solver, max_change=max_change,
+                        fallback_change=fallback_change, threads=threads)

@@ -1,6 +1,6 @@
 """The before/after table of an adversary-correction experiment, and the pool plot.
 
-Table columns (one row per network: original, each correction, the fine-tuning baseline)::
+Table columns (one row per network: original, each correction, the fine-tuning baselines)::
 
     network  clean  FGSM  PGD  efficacy  drawdown  general.  viol.  certified/falsified/open  s
 

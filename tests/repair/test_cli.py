@@ -55,7 +55,8 @@ def test_json_is_one_document_and_the_onnx_output_verifies(tmp_path, capfd, digi
     captured = capfd.readouterr()
     doc = json.loads(captured.out)            # exactly one JSON document on stdout
     names = [r["network"] for r in doc["rows"]]
-    assert names == ["original", "corrected (l2)", "corrected (linf_l1)", "PGD fine-tuning"]
+    assert names == ["original", "corrected (l2)", "corrected (linf_l1)",
+                     "fine-tuning (given set)", "PGD fine-tuning"]
     l2 = doc["corrections"]["l2"]
     assert set(doc["corrections"]["l2"]["picks"]) == {"0.0", "0.2", "0.4"}
     assert doc["output"] == str(out) and (tmp_path / "pool.png").stat().st_size > 0

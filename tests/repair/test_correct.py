@@ -126,11 +126,12 @@ def test_zero_violation_means_every_margin_holds_in_float64_and_onnxruntime(
     assert res.pool[res.pick_index(1.0)].violation == min(m.violation for m in res.pool)
 
 
-def test_contradictory_points_are_infeasible(rng):
+@pytest.mark.parametrize("solver", ["highs", "nnls"])
+def test_contradictory_points_are_infeasible(rng, solver):
     net = _net(rng)
     x = rng.uniform(0, 1, size=(1, 4))
     res = correct(net, np.vstack([x, x]), np.array([0, 1]), x, np.array([0]), delta=0.1,
-                  rho=1.0)
+                  rho=1.0, solver=solver)
     assert res.status == "infeasible" and not res.pool and res.network() is None
     assert "infeasible" in res.message
 

@@ -5,7 +5,9 @@ seconds per method and horizon) beside interval AGT, the paper's figures and the
     python benchmarks/agt_mip_table.py                       # the default set below
     python benchmarks/agt_mip_table.py agt_moons_svm:milp:1,3 agt_moons_mlp_small:miqcp:1,full
 
-Each argument is INSTANCE:METHODS:HORIZONS. Results go to benchmarks/results/agt_mip_table.json
+Each argument is INSTANCE:METHODS:HORIZONS[:SECONDS], SECONDS a time limit per solve
+(a limit gives the proven dual bound: a looser, never a wrong, box), e.g.
+agt_moons_svm:milp,miqcp:3,5,7:5. Results go to benchmarks/results/agt_mip_table.json
 (one entry per argument, merged with what the file already holds).
 """
 from __future__ import annotations
@@ -35,11 +37,12 @@ def main(argv) -> int:
     specs = argv or DEFAULT
     results = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
     for spec in specs:
-        name, methods, horizons = spec.split(":")
+        name, methods, horizons, *limit = spec.split(":")
+        time_limit = float(limit[0]) if limit else None
         path = ROOT / "instances" / f"{name}.toml"
         t0 = time.perf_counter()
         table = relaxation_table(path, methods.split(","), horizons.split(","),
-                                 progress=lambda m: print(f"  {m}", file=sys.stderr,
+                                 time_limit=time_limit, workers=os.cpu_count(), progress=lambda m: print(f"  {m}", file=sys.stderr,
                                                           flush=True))
         inst = _as_instance(path)
         run = build_run(inst, load_dataset(inst.data))
@@ -51,6 +54,7 @@ def main(argv) -> int:
         table["hull"] = {"total_width": hull.total_width, "exact": hull.exact,
                          "n_runs": hull.n_runs}
         table["seconds_total"] = time.perf_counter() - t0
+        table["time_limit_per_solve"] = time_limit
         for r in table["rows"]:
             r.pop("lower", None)
             r.pop("upper", None)
@@ -62,6 +66,7 @@ def main(argv) -> int:
                   + (f"  (paper {r['paper_width']} in {r['paper_seconds']} s)"
                      if "paper_width" in r else ""))
     results["meta"] = {"machine": platform.platform(), "cpus": os.cpu_count(),
+                       "workers": os.cpu_count(),
                        "note": "2-core VM shared with other jobs while measured: timings are "
                                "upper estimates",
                        "command": "python benchmarks/agt_mip_table.py " + " ".join(specs)}

@@ -54,10 +54,16 @@ def reachable_trajectories(run: TrainingRun, pert: PerturbationConfig,
 def check_against_known(box, points, interval_box, record, names):
     """Known reachable parameter vectors (``(R, P)``: the nominal run and sampled perturbed
     runs) are feasible points of every model: a proved box that excludes one (beyond solver
-    tolerances) exposes a wrong solver answer. Such coordinates fall back to the previous
-    valid box of the step, and the record says so."""
+    tolerances) exposes a wrong solver answer. So does a solve's replayed witness
+    (``SolveRecord.attained``: a value some admissible run reaches). Such coordinates fall
+    back to the previous valid box of the step, and the record says so."""
     lo, hi = box
     pmin, pmax = points.min(axis=0), points.max(axis=0)
+    col = {n: j for j, n in enumerate(names)}
+    for s in record.solves:
+        if s.attained is not None and np.isfinite(s.attained) and s.target in col:
+            j = col[s.target]
+            pmin[j], pmax[j] = min(pmin[j], s.attained), max(pmax[j], s.attained)
     tol = SENTINEL_TOL * (1.0 + np.maximum(np.abs(pmin), np.abs(pmax)))
     bad = np.flatnonzero((pmin < lo - tol) | (pmax > hi + tol))
     if bad.size == 0:

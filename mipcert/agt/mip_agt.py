@@ -72,6 +72,10 @@ class SolveRecord:
     gap: float | None
     seconds: float
     note: str = ""
+    # the target's value on the reference run of the incumbent's perturbation (windows
+    # from step 0 only, :mod:`.witness`): reached by a real run, so bound vs attained is
+    # the remaining gap of this bound
+    attained: float | None = None
 
 
 @dataclass
@@ -98,6 +102,24 @@ class MIPResult:
     solver: str = ""
     faces: dict | None = None
     widths: list[float] = field(default_factory=list)
+    # per parameter, the widest values replayed witnesses of the last step reach (the
+    # nominal run included): an inner box; None where no witness exists (rolling windows)
+    inner_lower: np.ndarray | None = None
+    inner_upper: np.ndarray | None = None
+
+    @property
+    def inner_total_width(self) -> float | None:
+        if self.inner_lower is None:
+            return None
+        return float(np.sum(self.inner_upper - self.inner_lower))
+
+    def bounds_attained(self, rel: float = 1e-6) -> int | None:
+        """How many of the 2P bounds a replayed witness reaches to ``rel`` (relative)."""
+        if self.inner_lower is None:
+            return None
+        tol = rel * (1.0 + np.maximum(np.abs(self.lower), np.abs(self.upper)))
+        return int(np.sum(self.inner_lower - self.lower <= tol)
+                   + np.sum(self.upper - self.inner_upper <= tol))
 
     @property
     def total_width(self) -> float:
@@ -111,7 +133,11 @@ class MIPResult:
                 "total_width": self.total_width, "mip_seconds": self.seconds,
                 "windows": [{**{k: v for k, v in asdict(w).items() if k != "solves"},
                              "solves": [asdict(s) for s in w.solves]} for w in self.windows],
-                "faces": self.faces}
+                "faces": self.faces,
+                "inner_lower": None if self.inner_lower is None else self.inner_lower.tolist(),
+                "inner_upper": None if self.inner_upper is None else self.inner_upper.tolist(),
+                "inner_total_width": self.inner_total_width,
+                "bounds_attained": self.bounds_attained()}
 
 
 def parse_horizon(horizon, n_steps: int) -> int:
@@ -222,8 +248,27 @@ def solve_job(job: _Job) -> tuple[list[dict], dict]:
                         "note": str(exc)})
             continue
         out.append({"status": o.status, "bound": float(o.bound), "gap": o.gap,
-                    "seconds": float(o.seconds), "note": o.message})
+                    "seconds": float(o.seconds), "note": o.message,
+                    "attained": _attained(job, window, o, target)})
     return out, size
+
+
+def _attained(job: _Job, window, outcome, target) -> float | None:
+    """The target's value after step ``stop - 1`` on the reference run of the incumbent's
+    perturbation (:mod:`.witness`), for windows that start at step 0."""
+    from .witness import best_replay, witness_desc
+
+    if job.start != 0:
+        return None
+    desc = witness_desc(outcome, window.samples, job.run, job.pert)
+    if desc is None:
+        return None
+    if isinstance(target, (int, np.integer)):
+        objective = np.zeros(job.run.n_params)
+        objective[int(target)] = 1.0
+    else:
+        objective = np.asarray(target, dtype=np.float64)
+    return best_replay(job.run, job.pert, desc, job.stop, objective, outcome.sense)
 
 
 def window_jobs(run, pert, relaxation, start, stop, boxes, targets, solver, time_limit,
@@ -318,7 +363,7 @@ def _prove_box(run, pert, relaxation, start, stop, boxes, solver, time_limit, fa
         record.solves.append(SolveRecord(step=stop, target=names[j], sense=sense,
                                          status=r["status"], bound=bound, interval_bound=ib,
                                          used=used, gap=r["gap"], seconds=r["seconds"],
-                                         note=note))
+                                         note=note, attained=r.get("attained")))
     if np.any(lo > hi):
         bad = int(np.flatnonzero(lo > hi)[0])
         raise SolverError(f"proved bounds cross for {names[bad]} at step {stop} "
@@ -326,6 +371,21 @@ def _prove_box(run, pert, relaxation, start, stop, boxes, solver, time_limit, fa
     record.seconds = time.perf_counter() - t0
     record.width = float(np.sum(hi - lo))
     return (lo, hi), record
+
+
+def _inner_box(record: WindowRecord, nominal: np.ndarray, names) -> tuple[np.ndarray, np.ndarray]:
+    """Per parameter, the smallest and largest values that the nominal run and the replayed
+    witnesses of ``record``'s solves reach. Each of its bounds is attained by an admissible
+    run, so it lies inside the true hull's bounding box: an inner bound to set beside the
+    proved outer box."""
+    lo, hi = nominal.copy(), nominal.copy()
+    col = {n: j for j, n in enumerate(names)}
+    for s in record.solves:
+        value = s.bound if s.status == "constant" else s.attained
+        if s.target in col and value is not None and np.isfinite(value):
+            j = col[s.target]
+            lo[j], hi[j] = min(lo[j], value), max(hi[j], value)
+    return lo, hi
 
 
 def _retighten(run, pert, boxes, t, box, device):
@@ -403,6 +463,9 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
         result = MIPResult(method=method, horizon=H, lower=boxes[T][0], upper=boxes[T][1],
                            seconds=0.0, windows=records, boxes=boxes, solver=solver,
                            widths=widths)
+        if records and records[-1].start == 0:
+            result.inner_lower, result.inner_upper = _inner_box(records[-1], known[0, T],
+                                                                names)
         if faces:
             from .polytope import face_bounds
             result.faces = face_bounds(run, pert, relaxation, boxes, H, faces, solver,

@@ -49,6 +49,8 @@ class TableRow:
     attained_upper: int | None = None
     contains_hull: bool | None = None
     same_model_as: str | None = None
+    witness_width: float | None = None    # inner box of replayed witnesses (from step 0)
+    witness_attained: int | None = None   # bounds a replayed witness reaches (of 2P)
 
     def as_json(self, paper: bool = False) -> dict:
         """JSON row; ``paper``: add the paper's figures (its half-moons SVM only)."""
@@ -57,6 +59,8 @@ class TableRow:
                "lower": self.lower.tolist(), "upper": self.upper.tolist()}
         if self.same_model_as:
             out["same_model_as"] = self.same_model_as
+        if self.witness_width is not None:
+            out.update(witness_width=self.witness_width, witness_attained=self.witness_attained)
         if self.attained_lower is not None:
             out.update(attained_lower=self.attained_lower, attained_upper=self.attained_upper,
                        contains_hull=self.contains_hull)
@@ -114,7 +118,9 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
                 rows.append(TableRow(method, done.horizon, done.total_width, done.seconds,
                                      done.lower, done.upper, done.fallbacks,
                                      done.attained_lower, done.attained_upper,
-                                     done.contains_hull, same_model_as=done.method))
+                                     done.contains_hull, same_model_as=done.method,
+                                     witness_width=done.witness_width,
+                                     witness_attained=done.witness_attained))
                 continue
             if method == "ibp":
                 res = interval_agt(run, inst.perturbation)
@@ -129,6 +135,9 @@ def relaxation_table(instance, methods, horizons, solver=None, time_limit=None, 
             label = "-" if method == "ibp" else label
             row = TableRow(method, label, float(np.sum(res.upper - res.lower)), secs,
                            res.lower, res.upper, fallbacks)
+            if method != "ibp" and res.inner_lower is not None:
+                row.witness_width = res.inner_total_width
+                row.witness_attained = res.bounds_attained()
             if hull is not None:
                 from .enumerate import attains
                 al, au = attains(hull, res.lower, res.upper)

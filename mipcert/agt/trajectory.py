@@ -49,6 +49,7 @@ class Window:
     stop: int
     theta_end: VArray          # (P,) parameters after step stop - 1
     relaxation: Relaxation
+    samples: dict | None = None  # {i: SampleVars}: the adversary's variables per sample
 
     def size(self) -> dict:
         """Variables, binaries, constraints and quadratic constraints of the model."""
@@ -142,4 +143,5 @@ def build_window(run: TrainingRun, pert: PerturbationConfig, relaxation, start: 
             theta = sgd_update(m, f"theta{t + 1}", theta, grads, float(run.lrs[t]),
                                *boxes[t + 1], relaxation, removed or None, pert.k)
     log.debug("built window [%d, %d) with %s", start, stop, relaxation.label)
-    return Window(model=m, start=start, stop=stop, theta_end=theta, relaxation=relaxation)
+    return Window(model=m, start=start, stop=stop, theta_end=theta, relaxation=relaxation,
+                  samples=svars)

@@ -68,6 +68,9 @@ def _render(table, args) -> None:
     hull = table.get("hull")
     if hull:
         cols += ["bounds attained (lo/hi)", "contains hull"]
+    witnesses = any("witness_width" in r for r in table["rows"])
+    if witnesses:
+        cols += ["witness width", "attained by witness"]
     if any("paper_width" in r for r in table["rows"]):
         cols += ["paper width (s)"]
     for c in cols:
@@ -79,6 +82,9 @@ def _render(table, args) -> None:
         if hull:
             row += [f"{r['attained_lower']}/{r['attained_upper']} of {table['n_params']}",
                     "yes" if r["contains_hull"] else "NO"]
+        if witnesses:
+            row += ([f"{r['witness_width']:.6g}", f"{r['witness_attained']} of "
+                     f"{2 * table['n_params']}"] if "witness_width" in r else ["", ""])
         if "paper width (s)" in cols:
             row.append(f"{r['paper_width']} ({r['paper_seconds']})" if "paper_width" in r else "")
         tab.add_row(*row)
@@ -89,6 +95,9 @@ def _render(table, args) -> None:
     if any(r.get("same_model_as") for r in table["rows"]):
         con.print("(= X): no product of two continuous variables, so this method builds X's "
                   "model; solved once, shown twice")
+    if witnesses:
+        con.print("witness: the solver's incumbent perturbation replayed as a real training "
+                  "run (windows from step 0): an inner box, attained bound by bound")
     if "paper_note" in table:
         con.print(f"note: {table['paper_note']}")
     for what in ("json", "csv", "plot"):

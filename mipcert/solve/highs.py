@@ -177,9 +177,12 @@ class HighsBackend(Backend):
     def solve(self, *, time_limit: float | None = None, stop_bound: float | None = None,
               on_incumbent: IncumbentCallback | None = None) -> Outcome:
         h, sense = self.h, self.sense
-        # HiGHS's time_limit is checked against the instance's run clock, which keeps counting
-        # over every run of this (persistent) instance: offset it by the time already used
-        h.setOptionValue("time_limit", float(time_limit) + h.getRunTime()
+        # HiGHS 1.16 checks an LP's or QP's time_limit against the instance's run clock, which
+        # keeps counting over every run of this (persistent) instance: offset it by the time
+        # already used. The MIP solver times each run from zero: no offset there (with one,
+        # the limit of the n-th solve of a persistent MIP grew like 2^n).
+        offset = 0.0 if self.is_mip else h.getRunTime()
+        h.setOptionValue("time_limit", float(time_limit) + offset
                          if time_limit is not None else highspy.kHighsInf)
         stop = EarlyStop(self.index, sense, stop_bound, on_incumbent)
 

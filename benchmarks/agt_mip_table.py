@@ -9,6 +9,12 @@ Each argument is INSTANCE:METHODS:HORIZONS[:SECONDS], SECONDS a time limit per s
 (a limit gives the proven dual bound: a looser, never a wrong, box), e.g.
 agt_moons_svm:milp,miqcp:3,5,7:5. Results go to benchmarks/results/agt_mip_table.json
 (one entry per argument, merged with what the file already holds).
+
+    python benchmarks/agt_mip_table.py --combine agt_moons_svm docs/agt_moons_svm_table.png
+
+prints one table of every (method, horizon) measured for an instance (the latest entry
+holding each; full-horizon exact rows from agt_mip_svm_full.json for the SVM) and draws the
+width-against-time plot of the paper's Figure 6(c).
 """
 from __future__ import annotations
 
@@ -26,8 +32,49 @@ DEFAULT = ["agt_moons_mlp_small:ibp,lp,milp,miqcp:1,full",
            "agt_svm_poison:ibp,lp,milp:1"]
 
 
+def combine(name: str, png: str) -> int:
+    """One table from every entry of ``name`` in the results file, and its plot."""
+    from mipcert.agt.table import plot_table
+
+    runs = json.loads(OUT.read_text())["runs"]
+    rows, base = {}, None
+    for key, table in runs.items():  # insertion order: later entries win
+        if key.split(":")[0] != name:
+            continue
+        base = base or table
+        limit = table.get("time_limit_per_solve")
+        for r in table["rows"]:
+            rows[(r["method"], r["horizon"])] = dict(r, time_limit=limit, entry=key)
+    full = ROOT / "benchmarks" / "results" / "agt_mip_svm_full.json"
+    if name == "agt_moons_svm" and full.exists():
+        f = json.loads(full.read_text())
+        for m in ("milp", "miqcp"):
+            rows[(m, "full")] = {"method": m, "horizon": "full", "total_width": f["total_width"],
+                                 "seconds": f["wall_seconds"], "fallbacks": 0,
+                                 "time_limit": None, "entry": f["command"],
+                                 **({"same_model_as": "milp"} if m == "miqcp" else {})}
+    if base is None:
+        print(f"no entry for {name} in {OUT}", file=sys.stderr)
+        return 2
+    order = {m: i for i, m in enumerate(("ibp", "lp", "qcp", "milp", "miqcp"))}
+    hz = {h: i for i, h in enumerate(("-", "1", "3", "5", "7", "full"))}
+    rows = sorted(rows.values(), key=lambda r: (order.get(r["method"], 9),
+                                                 hz.get(r["horizon"], 9)))
+    print(f"{name}: hull {base.get('hull', {}).get('total_width')}")
+    for r in rows:
+        twin = f" (= {r['same_model_as'].upper()})" if r.get("same_model_as") else ""
+        limit = f", {r['time_limit']:g} s per solve" if r.get("time_limit") else ""
+        print(f"  {r['method'].upper() + twin:>14} H={r['horizon']:>4}  width "
+              f"{r['total_width']:10.6g}  {r['seconds']:8.1f} s{limit}")
+    plot_table({**base, "rows": [r for r in rows if not r.get("same_model_as")]}, png)
+    print(f"plot written to {png}")
+    return 0
+
+
 def main(argv) -> int:
     sys.path.insert(0, str(ROOT))
+    if argv[:1] == ["--combine"]:
+        return combine(argv[1], argv[2])
     from mipcert.agt.api import _as_instance
     from mipcert.agt.data import load_dataset
     from mipcert.agt.enumerate import enumerate_hull, enumeration_count, sampled_hull

@@ -50,15 +50,16 @@ def build_model(hidden=HIDDEN):
 
 
 def fit(build, input_shape=(64,), epochs: int = 60, batch: int = 64, lr: float = 1e-3,
-        weight_decay: float = 1e-4):
-    """Train ``build()`` on the split (inputs reshaped to ``input_shape``) and return
-    ``(module, train_acc, test_acc)``; shared with ``train_digits_cnn.py``."""
+        weight_decay: float = 1e-4, split=None):
+    """Train ``build()`` on ``split`` (``(Xtr, Xte, ytr, yte)``, default the digits split;
+    inputs reshaped to ``input_shape``) and return ``(module, train_acc, test_acc)``; shared
+    with ``train_digits_cnn.py`` and ``train_mnist_cnn.py``."""
     import torch
 
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    Xtr, Xte, ytr, yte = load_split()
+    Xtr, Xte, ytr, yte = load_split() if split is None else split
     Xtr_t = torch.tensor(Xtr, dtype=torch.float32).reshape(-1, *input_shape)
     Xte_t = torch.tensor(Xte, dtype=torch.float32).reshape(-1, *input_shape)
     ytr_t = torch.tensor(ytr, dtype=torch.long)

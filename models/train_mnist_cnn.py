@@ -32,7 +32,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_digits import fit  # noqa: E402
+from train_digits import fit, report  # noqa: E402
+from train_digits_cnn import sequential_to_onnx  # noqa: E402
 
 CHANNELS, KERNEL, STRIDE, HIDDEN = 8, 5, 2, 64
 SIDE = (28 - KERNEL) // STRIDE + 1          # 12
@@ -59,45 +60,8 @@ def train(epochs: int = 15, batch: int = 64, lr: float = 1e-3, weight_decay: flo
 
 
 def to_onnx_bytes(model) -> bytes:
-    """The trained ``nn.Sequential`` as an ONNX model with a real Conv node (opset 13)."""
-    import onnx
-    import torch.nn as nn
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes, inits, prev = [], [], "input"
-    for k, m in enumerate(model):
-        out = "output" if k == len(model) - 1 else f"t{k}"
-        if isinstance(m, nn.Conv2d):
-            ins = [prev, f"conv{k}_W", f"conv{k}_b"]
-            nodes.append(helper.make_node("Conv", ins, [out], name=f"conv{k}",
-                                          kernel_shape=list(m.kernel_size),
-                                          strides=list(m.stride), pads=[0, 0, 0, 0]))
-        elif isinstance(m, nn.Linear):
-            ins = [prev, f"dense{k}_W", f"dense{k}_b"]
-            nodes.append(helper.make_node("Gemm", ins, [out], name=f"dense{k}", transB=1))
-        elif isinstance(m, nn.ReLU):
-            ins = None
-            nodes.append(helper.make_node("Relu", [prev], [out], name=f"relu{k}"))
-        elif isinstance(m, nn.Flatten):
-            ins = None
-            nodes.append(helper.make_node("Flatten", [prev], [out], name=f"flatten{k}", axis=1))
-        else:
-            raise TypeError(f"module {type(m).__name__} has no ONNX node here")
-        if ins is not None:
-            for name, t in zip(ins[1:], (m.weight, m.bias)):
-                inits.append(numpy_helper.from_array(
-                    t.detach().numpy().astype(np.float32), name))
-        prev = out
-    graph = helper.make_graph(
-        nodes, "mnist_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 28, 28])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])],
-        initializer=inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
-                          producer_name="mipcert models/train_mnist_cnn.py")
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m.SerializeToString()
+    """The trained module as an ONNX model with a real Conv node (opset 13)."""
+    return sequential_to_onnx(model, (1, 28, 28), "mnist_cnn", "mipcert models/train_mnist_cnn.py")
 
 
 def main(argv=None) -> int:
@@ -118,9 +82,7 @@ def main(argv=None) -> int:
     onnx_net = load_onnx(out / "mnist_cnn.onnx")  # lowered and checked against onnxruntime
     _, Xte, _, yte = load_split()
     assert np.allclose(onnx_net.forward(Xte), net.forward(Xte), atol=1e-5)
-    acc64 = float((net.forward(Xte).argmax(1) == yte).mean())
-    print(f"{net}: train accuracy {acc_tr:.4f}, test accuracy {acc_te:.4f} "
-          f"(float64 network: {acc64:.4f}, {int(round(acc64 * len(yte)))}/{len(yte)})")
+    report(net, acc_tr, acc_te, Xte, yte)
     return 0
 
 

@@ -67,3 +67,12 @@ def test_mnist_source_with_a_digits_model_is_refused(tmp_path):
     out = tmp_path / "corrected.onnx"
     assert main(["repair", str(inst), "--quiet", "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_bundled_mnist_instance_parses_without_mlxtend(monkeypatch):
+    from mipcert.repair.instance import load_instance
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    inst = load_instance(MODELS.parent / "instances" / "repair_mnist_cnn.toml")
+    assert (inst.source, inst.n_adv, inst.eps, inst.layers, inst.test_size) == \
+        ("mnist", 10, 0.1, "last", 0.2)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 HIDDEN = (32, 32)
 SEED = 0
@@ -50,15 +48,16 @@ def build_model(hidden=HIDDEN):
 
 
 def fit(build, input_shape=(64,), epochs: int = 60, batch: int = 64, lr: float = 1e-3,
-        weight_decay: float = 1e-4):
-    """Train ``build()`` on the split (inputs reshaped to ``input_shape``) and return
-    ``(module, train_acc, test_acc)``; shared with ``train_digits_cnn.py``."""
+        weight_decay: float = 1e-4, split=None):
+    """Train ``build()`` on ``split`` (``(Xtr, Xte, ytr, yte)``, default the digits split;
+    inputs reshaped to ``input_shape``) and return ``(module, train_acc, test_acc)``; shared
+    with ``train_digits_cnn.py`` and ``train_mnist_cnn.py``."""
     import torch
 
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    Xtr, Xte, ytr, yte = load_split()
+    Xtr, Xte, ytr, yte = load_split() if split is None else split
     Xtr_t = torch.tensor(Xtr, dtype=torch.float32).reshape(-1, *input_shape)
     Xte_t = torch.tensor(Xte, dtype=torch.float32).reshape(-1, *input_shape)
     ytr_t = torch.tensor(ytr, dtype=torch.long)
@@ -91,6 +90,13 @@ def train(epochs: int = 60, batch: int = 64, lr: float = 1e-3, weight_decay: flo
     return fit(build_model, (64,), epochs, batch, lr, weight_decay)
 
 
+def report(net, acc_tr: float, acc_te: float, Xte, yte) -> None:
+    """Print the training run's accuracies and the float64 network's test accuracy."""
+    acc64 = float((net.forward(Xte).argmax(1) == yte).mean())
+    print(f"{net}: train accuracy {acc_tr:.4f}, test accuracy {acc_te:.4f} "
+          f"(float64 network: {acc64:.4f}, {int(round(acc64 * len(yte)))}/{len(yte)})")
+
+
 def main(argv=None) -> int:
     from mipcert.io import from_torch, save_npz, save_onnx
 
@@ -104,9 +110,7 @@ def main(argv=None) -> int:
     save_npz(net, out / "digits_mlp.npz")
     save_onnx(net, out / "digits_mlp.onnx")
     _, Xte, _, yte = load_split()
-    acc64 = float((net.forward(Xte).argmax(1) == yte).mean())
-    print(f"{net}: train accuracy {acc_tr:.4f}, test accuracy {acc_te:.4f} "
-          f"(float64 network: {acc64:.4f}, {int(round(acc64 * len(yte)))}/{len(yte)})")
+    report(net, acc_tr, acc_te, Xte, yte)
     return 0
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_digits import fit, load_split  # noqa: E402
+from train_digits import fit, load_split, report  # noqa: E402
 
 CHANNELS = 4
 
@@ -40,33 +40,54 @@ def train(epochs: int = 80, batch: int = 64, lr: float = 3e-3, weight_decay: flo
     return fit(build_model, (1, 8, 8), epochs, batch, lr, weight_decay)
 
 
-def to_onnx_bytes(model) -> bytes:
-    """The trained module as an ONNX model with a Conv node (opset 13)."""
+def sequential_to_onnx(model, input_shape, name: str, producer: str) -> bytes:
+    """A trained ``nn.Sequential`` of Conv2d (no padding), ReLU, Flatten and Linear as an ONNX
+    model (opset 13) with real Conv / Relu / Flatten / Gemm nodes; input ``"input"`` of shape
+    ``[1, *input_shape]``, output ``"output"`` ``[1, classes]``. Shared with
+    ``train_mnist_cnn.py``."""
     import onnx
+    import torch.nn as nn
     from onnx import TensorProto, helper, numpy_helper
 
-    conv, _, _, dense = list(model)
-
-    def init(name, t):
-        return numpy_helper.from_array(t.detach().numpy().astype(np.float32), name)
-
-    nodes = [helper.make_node("Conv", ["input", "conv_W", "conv_b"], ["conv_out"], name="conv",
-                              kernel_shape=[3, 3], strides=[1, 1], pads=[0, 0, 0, 0]),
-             helper.make_node("Relu", ["conv_out"], ["relu_out"], name="relu"),
-             helper.make_node("Flatten", ["relu_out"], ["flat_out"], name="flatten", axis=1),
-             helper.make_node("Gemm", ["flat_out", "dense_W", "dense_b"], ["output"],
-                              name="dense", transB=1)]
+    nodes, inits, prev = [], [], "input"
+    for k, m in enumerate(model):
+        out = "output" if k == len(model) - 1 else f"t{k}"
+        params = ()
+        if isinstance(m, nn.Conv2d):
+            params = (f"conv{k}_W", m.weight), (f"conv{k}_b", m.bias)
+            nodes.append(helper.make_node("Conv", [prev, *(n for n, _ in params)], [out],
+                                          name=f"conv{k}", kernel_shape=list(m.kernel_size),
+                                          strides=list(m.stride), pads=[0, 0, 0, 0]))
+        elif isinstance(m, nn.Linear):
+            params = (f"dense{k}_W", m.weight), (f"dense{k}_b", m.bias)
+            nodes.append(helper.make_node("Gemm", [prev, *(n for n, _ in params)], [out],
+                                          name=f"dense{k}", transB=1))
+        elif isinstance(m, nn.ReLU):
+            nodes.append(helper.make_node("Relu", [prev], [out], name=f"relu{k}"))
+        elif isinstance(m, nn.Flatten):
+            nodes.append(helper.make_node("Flatten", [prev], [out], name=f"flatten{k}", axis=1))
+        else:
+            raise TypeError(f"module {type(m).__name__} has no ONNX node here")
+        inits += [numpy_helper.from_array(t.detach().numpy().astype(np.float32), n)
+                  for n, t in params]
+        prev = out
+    classes = model[-1].out_features
     graph = helper.make_graph(
-        nodes, "digits_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 10])],
-        initializer=[init("conv_W", conv.weight), init("conv_b", conv.bias),
-                     init("dense_W", dense.weight), init("dense_b", dense.bias)])
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, *input_shape])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, classes])],
+        initializer=inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
-                          producer_name="mipcert models/train_digits_cnn.py")
+                          producer_name=producer)
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m.SerializeToString()
+
+
+def to_onnx_bytes(model) -> bytes:
+    """The trained module as an ONNX model with a Conv node (opset 13)."""
+    return sequential_to_onnx(model, (1, 8, 8), "digits_cnn",
+                              "mipcert models/train_digits_cnn.py")
 
 
 def main(argv=None) -> int:
@@ -85,9 +106,7 @@ def main(argv=None) -> int:
     onnx_net = load_onnx(out / "digits_cnn.onnx")  # lowered and checked against onnxruntime
     _, Xte, _, yte = load_split()
     assert np.allclose(onnx_net.forward(Xte), net.forward(Xte), atol=1e-5)
-    acc64 = float((net.forward(Xte).argmax(1) == yte).mean())
-    print(f"{net}: train accuracy {acc_tr:.4f}, test accuracy {acc_te:.4f} "
-          f"(float64 network: {acc64:.4f}, {int(round(acc64 * len(yte)))}/{len(yte)})")
+    report(net, acc_tr, acc_te, Xte, yte)
     return 0
 
 

@@ -64,6 +64,8 @@ class Parameters:
             self._slices[n] = (sw, sb, W.shape)
             pos = sb.stop
         self.size = pos
+        self._first = names.index(self.layer_names[0])
+        self._width = network.graph.nodes[self.layer_names[0]]["layer"].W.shape[1]
         self.w0 = self.vector(network)
 
     # ----------------------------------------------------------------- vectors
@@ -101,11 +103,26 @@ class Parameters:
                        names=self.network.layer_names)
 
     # ----------------------------------------------------------------- passes
-    def _forward(self, w, X):
-        layers = self._layers_with(w)
+    def features(self, X) -> np.ndarray:
+        """The input of the first chosen layer, ``(B, n)``: the output of the fixed layers
+        below it, which no ``w`` changes. Pass it with ``features=True`` to the passes below
+        to skip those layers (a convolution lowered to a large dense matrix, say)."""
         a, _ = self.network._as_batch(X)
-        inputs = []
-        for layer in layers:
+        for layer in self.network.layers[: self._first]:
+            a = layer.forward(a)
+        return a
+
+    def _forward(self, w, X, features: bool = False):
+        layers = self._layers_with(w)
+        if features:
+            a, start = np.atleast_2d(np.asarray(X, dtype=np.float64)), self._first
+            if a.shape[1] != self._width:
+                raise InputError(f"features have {a.shape[1]} columns; the first chosen layer "
+                                 f"{self.layer_names[0]!r} takes {self._width}")
+        else:
+            (a, _), start = self.network._as_batch(X), 0
+        inputs = [None] * start          # the backward pass stops at the first chosen layer
+        for layer in layers[start:]:
             inputs.append(a)
             a = layer.forward(a)
         return layers, inputs, a
@@ -116,7 +133,7 @@ class Parameters:
         ``g``: ``(R, m)`` seeds on the logits; ``rows``: ``(R,)`` sample index of each seed.
         """
         out = np.zeros((len(g), self.size)) if per_row else np.zeros(self.size)
-        first = min(self.network.layer_names.index(n) for n in self.layer_names)
+        first = self._first
         for idx in range(len(layers) - 1, first - 1, -1):
             name, layer, a_in = self.network.layer_names[idx], layers[idx], inputs[idx][rows]
             if isinstance(layer, Dense):
@@ -138,22 +155,24 @@ class Parameters:
                                  f"{type(layer).__name__}")
         return out
 
-    def logits(self, w, X) -> np.ndarray:
+    # Every pass takes ``X`` as network inputs, or with ``features=True`` as the output of
+    # :meth:`features` (the same values, without re-running the fixed layers).
+    def logits(self, w, X, features: bool = False) -> np.ndarray:
         """``z = f(X; w)``: ``(B, m)``."""
-        return self._forward(w, X)[2]
+        return self._forward(w, X, features)[2]
 
-    def logits_jacobian(self, w, X) -> tuple[np.ndarray, np.ndarray]:
+    def logits_jacobian(self, w, X, features: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(z (B, m), J (B, m, P))`` with ``J[i, k] = d z_k(x_i; w) / d w``."""
-        layers, inputs, z = self._forward(w, X)
+        layers, inputs, z = self._forward(w, X, features)
         B, m = z.shape
         seeds = np.tile(np.eye(m), (B, 1))
         rows = np.repeat(np.arange(B), m)
         J = self._backward(layers, inputs, seeds, rows, per_row=True)
         return z, J.reshape(B, m, self.size)
 
-    def loss_and_grad(self, w, X, y) -> tuple[float, np.ndarray]:
+    def loss_and_grad(self, w, X, y, features: bool = False) -> tuple[float, np.ndarray]:
         """Mean cross-entropy ``(1/B) sum_i -log softmax(z_i)_{y_i}`` and its gradient ``(P,)``."""
-        layers, inputs, z = self._forward(w, X)
+        layers, inputs, z = self._forward(w, X, features)
         y = np.asarray(y, dtype=np.int64).reshape(-1)
         zs = z - z.max(axis=1, keepdims=True)
         logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
@@ -163,9 +182,9 @@ class Parameters:
         grad = self._backward(layers, inputs, seed / B, np.arange(B), per_row=False)
         return float(-logp[np.arange(B), y].mean()), grad
 
-    def loss(self, w, X, y) -> float:
+    def loss(self, w, X, y, features: bool = False) -> float:
         """Mean cross-entropy only (no backward pass)."""
-        z = self.logits(w, X)
+        z = self.logits(w, X, features)
         zs = z - z.max(axis=1, keepdims=True)
         logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
         return float(-logp[np.arange(len(z)), np.asarray(y, dtype=np.int64)].mean())

@@ -67,13 +67,15 @@ class CorrectionFunctions:
             raise InputError("adversary correction needs clean data for the loss constraint")
         self.delta, self.rho = float(delta), float(rho)
         self.others = _others(self.y_adv, m)
-        self.loss0 = params.loss(params.w0, self.X_clean, self.y_clean)
+        # the fixed layers below the corrected ones run once, not in every round
+        self.H_adv, self.H_clean = params.features(self.X_adv), params.features(self.X_clean)
+        self.loss0 = params.loss(params.w0, self.H_clean, self.y_clean, features=True)
         self.loss_bound = (1.0 + self.rho) * self.loss0
 
     # ----------------------------------------------------------------- true values
     def margins(self, w) -> np.ndarray:
         """``m_{i,t}(w)`` ``(n, m - 1)`` (forward pass only)."""
-        z = self.params.logits(w, self.X_adv)
+        z = self.params.logits(w, self.H_adv, features=True)
         rows = np.arange(len(z))[:, None]
         return z[rows, self.y_adv[:, None]] - z[rows, self.others]
 
@@ -83,12 +85,12 @@ class CorrectionFunctions:
 
     def loss(self, w) -> float:
         """Clean loss ``L(w)``."""
-        return self.params.loss(w, self.X_clean, self.y_clean)
+        return self.params.loss(w, self.H_clean, self.y_clean, features=True)
 
     # ----------------------------------------------------------------- cuts
     def margin_cuts(self, v, slack: float = 0.0) -> CutRows:
         """One row per margin: ``grad m(v) · d >= delta + slack - m(v) - grad m(v)ᵀ (w0 - v)``."""
-        z, J = self.params.logits_jacobian(v, self.X_adv)
+        z, J = self.params.logits_jacobian(v, self.H_adv, features=True)
         rows = np.arange(len(z))[:, None]
         m = z[rows, self.y_adv[:, None]] - z[rows, self.others]          # (n, m-1)
         G = J[rows, self.y_adv[:, None]] - J[rows, self.others]          # (n, m-1, P)
@@ -98,6 +100,6 @@ class CorrectionFunctions:
 
     def loss_cut(self, v) -> CutRows:
         """``grad L(v) · d <= (1 + rho) L(w0) - L(v) - grad L(v)ᵀ (w0 - v)``."""
-        L, g = self.params.loss_and_grad(v, self.X_clean, self.y_clean)
+        L, g = self.params.loss_and_grad(v, self.H_clean, self.y_clean, features=True)
         hi = self.loss_bound - L - g @ (self.params.w0 - v)
         return CutRows(g[None, :], np.array([-np.inf]), np.array([hi]))

@@ -1,6 +1,6 @@
 """One adversary-correction experiment, as ``mipcert repair INSTANCE.toml`` runs it.
 
-1. Load the network and the digits split; attack the ``split`` points (FGSM or PGD at
+1. Load the network and the data split (digits or MNIST); attack the ``split`` points (FGSM or PGD at
    ``eps``) and draw ``n_adv`` adversarial examples (points the network classifies correctly
    whose attacked version it misclassifies; seeded).
 2. Correct them with every objective in ``norms`` (:func:`~mipcert.repair.correct`), clean
@@ -139,8 +139,8 @@ def run_experiment(inst, progress: Callable[[str], None] | None = None) -> Repai
     network = load_network(inst.model_path)
     data = Xtr, Xte, ytr, yte = inst.load_data()
     if network.input_size != Xtr.shape[1]:
-        raise InputError(f"[model] the network takes {network.input_size} inputs but digits "
-                         f"images have {Xtr.shape[1]} pixels")
+        raise InputError(f"[model] the network takes {network.input_size} inputs but "
+                         f"{inst.source} images have {Xtr.shape[1]} pixels")
     X_clean, y_clean = (Xtr, ytr) if inst.split == "train" else (Xte, yte)
     idx, X_adv = select_adversarial(inst, network, X_clean, y_clean)
     y_adv = y_clean[idx]

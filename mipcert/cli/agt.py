@@ -114,6 +114,11 @@ def _render(outcome, plot) -> None:
     if "paper_ibp_total_width" in outcome.extra and outcome.method == "ibp":
         line += f"  (paper's IBP figure: {outcome.extra['paper_ibp_total_width']})"
     con.print(line)
+    if outcome.extra.get("inner_total_width") is not None:
+        n = 2 * outcome.run.n_params
+        con.print(f"witnesses (the solver's perturbations replayed as training runs) reach "
+                  f"{outcome.extra['inner_total_width']:.6g}; {outcome.extra['bounds_attained']}"
+                  f" of the {n} bounds attained to 1e-6")
     if "relaxed_loss_gradient" in outcome.extra:
         con.print(f"note: {outcome.extra['relaxed_loss_gradient']}")
     if outcome.method != "ibp":

@@ -388,6 +388,26 @@ def _inner_box(record: WindowRecord, nominal: np.ndarray, names) -> tuple[np.nda
     return lo, hi
 
 
+def _check_gurobi_licence(run, pert, relaxation, H: int, boxes) -> None:
+    """Refuse, before any solve, a run with a window model over the size-limited Gurobi
+    licence (pip's). Every window is built once with the interval boxes: the boxes proved
+    during the run are inside them and can only make a model smaller (stable gates drop
+    rows), so a run that passes never meets the limit later."""
+    from ..solve import standard_form
+    from ..solve.gurobi import (RESTRICTED_MAX_SIZE, RESTRICTED_MAX_SIZE_QUADRATIC,
+                                _licence_error, licence_is_size_limited)
+    T = len(run.batches)
+    for start in range(0, T, H):
+        stop = min(start + H, T)
+        window = build_window(run, pert, relaxation, start, stop, model_boxes(boxes))
+        sf = standard_form.compile_model(window.model, require_objective=False)
+        limit = RESTRICTED_MAX_SIZE_QUADRATIC if sf.is_quadratic else RESTRICTED_MAX_SIZE
+        if (sf.n_cols > limit or sf.n_rows > limit) and licence_is_size_limited():
+            err = _licence_error(sf.n_cols, sf.n_rows, sf.is_quadratic)
+            raise type(err)(f"the window of steps {start}..{stop - 1} (horizon {H}): {err}; "
+                            "or a shorter --horizon") from None
+
+
 def _retighten(run, pert, boxes, t, box, device):
     """Replace ``boxes[t]`` by ``box`` and intersect the later boxes with interval AGT
     restarted from it (progressive tightening)."""
@@ -439,6 +459,8 @@ def mip_agt(run: TrainingRun, pert: PerturbationConfig, method: str = "milp",
     H = parse_horizon(horizon, T)
     t0 = time.perf_counter()
     boxes = interval_boxes(run, pert, device)
+    if solver == "gurobi":
+        _check_gurobi_licence(run, pert, relaxation, H, boxes)
     names = run.param_names
     known = reachable_trajectories(run, pert)
     fanout = _Fanout(workers, scheduler)

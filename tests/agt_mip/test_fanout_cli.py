@@ -188,3 +188,21 @@ def test_agt_table_solves_a_linear_models_twin_methods_once(svm_tiny, tmp_path, 
     assert rows["qcp"]["total_width"] == rows["lp"]["total_width"]
     assert rows["milp"]["total_width"] < rows["lp"]["total_width"]
     assert "solved once, shown twice" in capsys.readouterr().out
+
+
+def test_a_run_over_the_gurobi_size_limit_is_refused_before_any_solve(tmp_path, capsys):
+    pytest.importorskip("gurobipy")
+    from mipcert.solve import available_solvers
+    from mipcert.solve.gurobi import licence_is_size_limited
+
+    if "gurobi" not in available_solvers() or not licence_is_size_limited():
+        pytest.skip("needs gurobipy with pip's size-limited licence")
+    from pathlib import Path
+    svm = Path(__file__).resolve().parents[2] / "instances" / "agt_moons_svm.toml"
+    assert main(["agt", str(svm), "--method", "milp", "--horizon", "3", "--solver", "gurobi",
+                 "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    # one line, and no step proved first: refused from the model sizes, before any solve
+    assert err.count("\n") == 1 and "size-limited" in err and "steps 6..8" in err
+    assert "proved" not in err

@@ -157,9 +157,16 @@ def main(argv=None) -> int:
         rec.update({k: row[k] for k in ("kind", "network", "eps", "image") if k in row})
         rec["onnx"], rec["vnnlib"] = Path(row["onnx"]).name, Path(row["vnnlib"]).name
         results.append(rec)
+        save(args, results, load_before)   # after every instance: a cut-short run keeps its rows
         print(f"{rec['onnx']:34s} {rec['vnnlib']:22s} {rec['expected'] or '?':6s} "
               f"{rec['verdict']:9s} {rec['wall_seconds']:6.2f} s  {rec.get('decided_by') or '-':6s}"
               f" {rec.get('phases')}", flush=True)
+    print(json.dumps(save(args, results, load_before)))
+    return 0
+
+
+def save(args, results, load_before) -> dict:
+    """Write the results so far with their summary (atomically); returns the summary."""
     summary = {}
     for kind in ("standin", "vnncomp"):
         sub = [r for r in results if r["kind"] == kind]
@@ -169,10 +176,14 @@ def main(argv=None) -> int:
         summary[kind] = {
             "instances": len(sub),
             "settled": sum(r["verdict"] in ("sat", "unsat") for r in sub),
+            "settled_within_timeout": sum(r["verdict"] in ("sat", "unsat")
+                                          and r.get("run_seconds", 1e9) <= args.timeout
+                                          for r in sub),
             "sat": sum(r["verdict"] == "sat" for r in sub),
             "unsat": sum(r["verdict"] == "unsat" for r in sub),
             "wrong": sum({r["verdict"], r["expected"]} == {"sat", "unsat"} for r in sub),
-            "median_wall_seconds": round(statistics.median(walls), 3)}
+            "median_wall_seconds": round(statistics.median(walls), 3),
+            "cpu_seconds_total": round(sum(r.get("cpu_seconds", 0) for r in sub), 2)}
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "timeout": args.timeout, "note": args.note,
@@ -184,8 +195,7 @@ def main(argv=None) -> int:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"meta": meta, "summary": summary, "results": results}, indent=1))
     tmp.replace(out)
-    print(json.dumps(summary))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -37,7 +37,12 @@ def run_one(row, timeout: float, solver: str, threads: int | None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout + 120)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=timeout + 120)
+    except subprocess.TimeoutExpired:   # on a busy machine; recorded, not fatal
+        return {"onnx": row["onnx"], "vnnlib": row["vnnlib"], "expected": row["verdict"],
+                "wall_seconds": round(time.perf_counter() - start, 3), "verdict": "killed"}
     wall = time.perf_counter() - start
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU seconds of the child (user + system): on a shared machine the wall clock also

@@ -12,6 +12,7 @@ seconds per network on one CPU core.
 
     python benchmarks/mnistfc_standins.py build [--cache DIR] [--images 3]
     python benchmarks/mnistfc_standins.py run [--cache DIR] [--timeout 60] [--out FILE]
+    python benchmarks/mnistfc_standins.py bounds [--cache DIR]
 
 ``build`` writes ``mnist-256xN.onnx`` and ``prop_<image>_<eps>.vnnlib`` (VNN-LIB 1.0, the
 layout of the VNN-COMP files) under the cache folder (default ``benchmarks/.cache/mnistfc``,
@@ -129,9 +130,47 @@ def build(cache: Path, images: int) -> list[dict]:
     return rows
 
 
+def compare_bounds(rows, out: Path) -> list[dict]:
+    """CROWN versus alpha-CROWN per stand-in: clauses proved, unstable ReLUs, CPU seconds
+    (a comparison that does not depend on the machine's load)."""
+    from mipcert.bounds import clause_margin_bounds, compute_bounds
+    from mipcert.bounds.alpha import alpha_crown
+    from mipcert.io.onnx_import import load_onnx
+    from mipcert.io.vnnlib import parse_vnnlib
+
+    table = []
+    for row in rows:
+        net = load_onnx(row["onnx"])
+        region = parse_vnnlib(row["vnnlib"], net.input_size, net.output_size).regions[0]
+        t = time.process_time()
+        b = compute_bounds(net, region.lo, region.hi, "crown")
+        m_crown, _ = clause_margin_bounds(net, b, region, "crown")
+        t_crown = time.process_time() - t
+        t = time.process_time()
+        pre, m_alpha = alpha_crown(net.affine_relu_stack(), region.lo, region.hi, b.pre,
+                                   region.clauses)
+        t_alpha = time.process_time() - t
+        unstable = sum(int(((l < 0) & (u > 0)).sum()) for (l, u), blk
+                       in zip(pre, net.affine_relu_stack()) if blk.relu)
+        rec = {"network": row["network"], "eps": row["eps"], "image": row["image"],
+               "crown_proved": int((m_crown > 0).sum()),
+               "alpha_proved": int((np.maximum(m_crown, m_alpha) > 0).sum()),
+               "clauses": len(region.clauses), "crown_unstable": b.num_unstable,
+               "alpha_unstable": unstable, "crown_cpu_seconds": round(t_crown, 3),
+               "alpha_cpu_seconds": round(t_alpha, 3),
+               "worst_margin_crown": float(m_crown.min()),
+               "worst_margin_alpha": float(np.maximum(m_crown, m_alpha).min())}
+        table.append(rec)
+        print(rec, flush=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table, indent=1))
+        tmp.replace(out)
+    return table
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=("build", "run"))
+    ap.add_argument("command", choices=("build", "run", "bounds"))
     ap.add_argument("--cache", default=str(CACHE))
     ap.add_argument("--images", type=int, default=3, help="test images per network and eps")
     ap.add_argument("--timeout", type=float, default=60.0)
@@ -142,6 +181,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = build(Path(args.cache), args.images)
     if args.command == "build":
+        return 0
+    if args.command == "bounds":
+        compare_bounds(rows, ROOT / "benchmarks" / "results" / "mnistfc_standins_bounds.json")
         return 0
     for r in rows:
         r["kind"] = "standin"

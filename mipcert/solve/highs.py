@@ -188,8 +188,13 @@ class HighsBackend(Backend):
         # interrupt poll enforces the wall clock too
         wall_end = None if time_limit is None else time.perf_counter() + float(time_limit)
 
+        timed_out = []
+
         def late() -> bool:
-            return wall_end is not None and time.perf_counter() > wall_end
+            if wall_end is not None and time.perf_counter() > wall_end:
+                timed_out.append(True)
+                return True
+            return False
 
         def improving(e) -> None:
             if late():
@@ -224,6 +229,8 @@ class HighsBackend(Backend):
         seconds = timer()
         stop.reraise()
         outcome = self._outcome(seconds, stop)
+        if timed_out and outcome.status == "interrupted" and not stop.stopped:
+            outcome.status = "time_limit"   # stopped by the wall-clock guard: a time limit
         if not self.is_mip and on_incumbent is not None and outcome.has_solution:
             x = outcome._x
             stop.incumbent(x, outcome.value, outcome.bound)

@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,17 +36,29 @@ def run_one(row, timeout: float, solver: str, threads: int | None) -> dict:
         cmd += ["--threads", str(threads)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout + 120)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=timeout + 120)
+    except subprocess.TimeoutExpired:   # on a busy machine; recorded, not fatal
+        return {"onnx": row["onnx"], "vnnlib": row["vnnlib"], "expected": row["verdict"],
+                "wall_seconds": round(time.perf_counter() - start, 3), "verdict": "killed"}
     wall = time.perf_counter() - start
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the child (user + system): on a shared machine the wall clock also
+    # counts the time other jobs held the cores
+    cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     rec = {"onnx": row["onnx"], "vnnlib": row["vnnlib"], "expected": row["verdict"],
-           "wall_seconds": round(wall, 3), "exit_code": proc.returncode}
+           "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+           "exit_code": proc.returncode}
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError:
         rec.update(verdict="no-json", stdout_head=proc.stdout[:300], stderr_tail=proc.stderr[-300:])
         return rec
     rec.update(verdict=data["verdict"], run_seconds=data["seconds"],
-               decided_by=data.get("decided_by"), phases=data.get("phases"))
+               decided_by=data.get("decided_by"),
+               phases=data.get("stats", {}).get("phases"))
     return rec
 
 

@@ -1,6 +1,7 @@
 """Bounds on every pre-activation of a network over an input box.
 
-``ibp`` (intervals), ``crown`` (linear back-substitution, intersected with IBP) and ``lp``
+``ibp`` (intervals), ``crown`` (linear back-substitution, intersected with IBP), ``alpha``
+(CROWN with optimised lower slopes of unstable ReLUs, :mod:`.alpha`; torch) and ``lp``
 (CROWN, then LP tightening of unstable neurons, layer by layer). All in float64: in numpy on
 the CPU (``device`` ``None``/``'numpy'``: no torch import, which would dominate a short
 run) or in torch (``'cpu'``, ``'cuda'``, ``'auto'``), and HiGHS for the LPs. Bounds
@@ -19,7 +20,7 @@ from .result import Bounds
 
 log = logging.getLogger(__name__)
 
-METHODS = ("ibp", "crown", "lp")
+METHODS = ("ibp", "crown", "alpha", "lp")
 
 
 def _check(method):
@@ -86,6 +87,11 @@ def compute_bounds(network, lo, hi, method: str = "crown", device=None,
     pre = [(to_numpy(l[0]), to_numpy(u[0])) for l, u in pre_t]
     if method == "lp":
         pre = _lp_tighten(network, stack, pre, lo, hi, device, start, time_limit)
+    elif method == "alpha":
+        from .alpha import alpha_crown
+
+        deadline = None if time_limit is None else start + time_limit
+        pre, _ = alpha_crown(stack, lo, hi, pre, deadline=deadline, device=device)
     bounds = Bounds(lo, hi, pre, method, time.perf_counter() - start,
                     [blk.relu for blk in stack])
     log.info("%s bounds: %d unstable / %d stable ReLUs (%.2fs)", method, bounds.num_unstable,
@@ -122,7 +128,8 @@ def clause_margin_bounds(network, bounds, region, method):
     """Sound bounds of every clause margin ``max_r (C_r y - d_r)`` of ``region`` over its box.
 
     ``bounds``: the region's :class:`Bounds`. Returns ``(lo, hi)``, each ``(n_clauses,)``.
-    Computed in numpy: one box is a handful of small products.
+    Computed in numpy: one box is a handful of small products. With ``method='alpha'`` the
+    lower bounds are also optimised by alpha-CROWN (torch) and the better of the two kept.
     """
     from .propagate import clause_bounds
 
@@ -132,6 +139,12 @@ def clause_margin_bounds(network, bounds, region, method):
     kind = "ibp" if method == "ibp" else "crown"
     lows = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind)[0]
     highs = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind, upper=True)[0]
+    if method == "alpha" and not stack[-1].relu:
+        from .alpha import alpha_crown
+
+        _, opt = alpha_crown(stack, region.lo, region.hi, bounds.pre, region.clauses,
+                             layers=False)
+        lows = np.maximum(lows, opt)
     return lows, highs
 
 __all__ = ["Bounds", "FP_SLACK", "METHODS", "NUMPY_DEVICES", "as_arrays", "batch_pre_bounds",

@@ -15,8 +15,9 @@ def add_solver_options(p, *, relaxations=("milp", "lp")) -> None:
                    help="MILP/LP solver (default: highs; gurobi needs gurobipy and a licence)")
     p.add_argument("--relaxation", default="milp", choices=list(relaxations),
                    help="milp: exact (Big-M); lp: triangle relaxation, can only prove unsat")
-    p.add_argument("--bounds", default="crown", choices=["ibp", "crown", "lp"],
-                   help="bounds for Big-M constants and early proofs (default: crown)")
+    p.add_argument("--bounds", default="crown", choices=["ibp", "crown", "alpha", "lp"],
+                   help="bounds for Big-M constants and early proofs (default: crown, "
+                        "refined by alpha-CROWN where it leaves an input-rich region open)")
     p.add_argument("--threads", type=int, default=None, help="solver threads")
     p.add_argument("--device", default=None, help="torch device for bounds: cpu or cuda")
 

@@ -2,9 +2,14 @@
 
 For every region of the specification:
 
-1. bound (IBP / CROWN / LP) and read each clause's margin lower bound: ``> 0`` proves it;
+1. bound (IBP / CROWN / alpha-CROWN / LP) and read each clause's margin lower bound: ``> 0``
+   proves it;
 2. falsify the regions left open (random points, PGD) — a confirmed witness decides
    ``sat`` at once (with LP bounds, which cost more, the attack comes first);
+2b. refine the CROWN bounds of regions still open that input splitting will not search
+   (many inputs) by alpha-CROWN (:mod:`mipcert.bounds.alpha`): it proves more clauses
+   outright and gives the MILP fewer unstable ReLUs and smaller Big-M constants. On the
+   trained mnist 256x4 stand-in at eps 0.03 it proved 7 of 9 clauses where CROWN proved 5;
 3. settle the open clauses by branch and bound on the input box with batched CROWN bounds
    (:mod:`mipcert.verify.branch`; inputs of few dimensions, exact mode only) and by
    minimising each open clause's margin over the encoding (Big-M MILP, or the triangle LP)
@@ -12,8 +17,8 @@ For every region of the specification:
    incumbent is confirmed as a witness (``sat``). The two take turns in time slices chosen
    by their measured progress (:mod:`mipcert.verify.schedule`).
 
-``result.stats['phases']`` gives the seconds spent in each phase (attack, bounds, split,
-milp_build, milp).
+``result.stats['phases']`` gives the seconds spent in each phase (attack, bounds, alpha,
+split, milp_build, milp).
 
 ``unsat`` needs a proven bound > 0 for every clause of every region; ``sat`` needs a witness
 re-run in float64 (and through onnxruntime when a reference is given). Anything else is
@@ -44,6 +49,10 @@ log = logging.getLogger(__name__)
 REFERENCE_TOLERANCE = 1e-4
 # The attack before input splitting: 20 000 sampled forward passes, 4 PGD runs of 30 steps.
 QUICK_ATTACK = {"budget": 20_000, "restarts": 4, "steps": 30}
+# alpha-CROWN refinement of an open region may use at most this share of the time left.
+ALPHA_SHARE = 0.3
+# The attack may use at most this share of the time left.
+ATTACK_SHARE = 0.4
 
 
 class Witness:
@@ -142,9 +151,12 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
     def attack_all(regions, quick=False):
         t = time.perf_counter()
         kw = QUICK_ATTACK if quick else {}
+        # the attack may use ATTACK_SHARE of the time left: on a busy machine its PGD runs
+        # took 55 s of a 60 s budget on mnist 256x4 (9 clauses, 784 inputs)
+        end = deadline if deadline is None else t + ATTACK_SHARE * (deadline - t)
         try:
             for region, check in regions:
-                if falsify(network, region, rng=rng, check=check, deadline=deadline,
+                if falsify(network, region, rng=rng, check=check, deadline=end,
                            **kw) is not None:
                     return check.found
         finally:
@@ -182,8 +194,16 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
     #    properties that splitting then proved in 0.07 s
     if attack and cheap_bounds and pending:
         splittable = relaxation.integral and split and network.input_size <= MAX_SPLIT_DIM
-        if (found := attack_all(((p[0], p[1]) for p in pending), quick=splittable)):
+        # only the open clauses: a clause proved by the bounds has no violation to find
+        if (found := attack_all(((_open_part(p[0], p[5]), p[1]) for p in pending),
+                                quick=splittable)):
             return done("sat", "attack", found)
+    # 2b. alpha-CROWN for the open regions that splitting will not search
+    if bounds == "crown" and pending:
+        t = time.perf_counter()
+        pending = [_refine_alpha(network, p, left, device, proven) for p in pending]
+        pending = [p for p in pending if p[5]]
+        add_phase("alpha", time.perf_counter() - t)
     # 3. input splitting and clause MILPs, scheduled by measured progress
     for region, check, b, m_lo, m_hi, open_k, rstats in pending:
         if left() is not None and left() <= 0:
@@ -204,6 +224,39 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
     if not incomplete:
         return done("unsat", next((m for m in ("milp", "lp", "split") if m in decided), "bounds"))
     return done("timed-out" if timed_out else "unknown", "")
+
+
+def _open_part(region, open_k):
+    """``region`` with only its clauses ``open_k`` (same box)."""
+    return type(region)(region.lo, region.hi, [region.clauses[k] for k in open_k])
+
+
+def _refine_alpha(network, item, left, device, proven):
+    """``item`` of the pending list with its bounds refined by alpha-CROWN, for a region that
+    input splitting will not search; proved clauses leave ``open_k`` (bounds to ``proven``)."""
+    region, check, b, m_lo, m_hi, open_k, rstats = item
+    if network.input_size <= MAX_SPLIT_DIM:   # few inputs: splitting's (or, with
+        return item                           # --no-split, the exact path's) business
+    from ..bounds.alpha import alpha_crown
+    from ..bounds.result import Bounds
+
+    stack = network.affine_relu_stack()
+    if stack[-1].relu:
+        return item
+    t = time.perf_counter()
+    budget = left()
+    deadline = None if budget is None else t + ALPHA_SHARE * budget
+    pre, opt = alpha_crown(stack, region.lo, region.hi, b.pre, region.clauses,
+                           deadline=deadline, device=device)
+    b = Bounds(b.input_lo, b.input_hi, pre, "alpha", b.seconds + time.perf_counter() - t,
+               b.relu_layers)
+    m_lo = np.maximum(m_lo, opt)
+    proven.extend(float(m_lo[k]) for k in open_k if m_lo[k] > 0)
+    open_k = [k for k in open_k if m_lo[k] <= 0]
+    rstats.update(alpha_unstable=b.num_unstable, proved_by_alpha=rstats["clauses"]
+                  - rstats["proved_by_bounds"] - len(open_k),
+                  alpha_seconds=round(time.perf_counter() - t, 4))
+    return region, check, b, m_lo, m_hi, open_k, rstats
 
 
 def _check_solver(solver: str) -> None:

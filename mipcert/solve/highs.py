@@ -186,9 +186,9 @@ class HighsBackend(Backend):
         h.setOptionValue("time_limit", float(time_limit) + offset
                          if time_limit is not None else highspy.kHighsInf)
         stop = EarlyStop(self.index, sense, stop_bound, on_incumbent)
-        # HiGHS's own limit was overrun 3x on busy machines (a 50 s limit, 164 s on a 784-256x2
-        # margin MILP: incumbent callbacks and the root's cut loop do not see it); the
-        # interrupt poll enforces the wall clock too
+        # A guard on the wall clock besides HiGHS's own limit, enforced at the interrupt poll:
+        # a 50 s limit once took 164 s on a 784-256x2 margin MILP on a busy machine (much of it
+        # the 2^n offset fixed above, but HiGHS's presolve does not check its limit either)
         wall_end = None if time_limit is None else time.perf_counter() + float(time_limit)
 
         timed_out = []

@@ -73,6 +73,8 @@ def main(argv=None) -> int:
         "wall_seconds": wall, "seconds": result["seconds"],
         "target_seconds": 324,
         "final_window_size": last["size"], "final_window_seconds": last["seconds"],
+        "witness_total_width": result.get("inner_total_width"),
+        "bounds_attained_by_witnesses": result.get("bounds_attained"),
         "solves_not_optimal": sum(s["status"] != "optimal" for w in result["windows"]
                                   for s in w["solves"]),
         "lower": lo.tolist(), "upper": hi.tolist(),

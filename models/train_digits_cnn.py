@@ -90,22 +90,32 @@ def to_onnx_bytes(model) -> bytes:
                               "mipcert models/train_digits_cnn.py")
 
 
-def main(argv=None) -> int:
+def write_checked(model, input_shape, onnx_bytes: bytes, out: Path, stem: str, Xte,
+                  npz: bool = True):
+    """Write ``stem.onnx`` (and ``stem.npz``) and check that mipcert's import of the ONNX file
+    (lowered, and checked against onnxruntime by the importer) computes what the trained
+    module does on the test inputs ``Xte``. Returns the lowered network."""
     from mipcert.io import from_torch, load_onnx, save_npz
     from mipcert.io._common import atomic_write_bytes
 
+    net = from_torch(model, input_shape)
+    if npz:
+        save_npz(net, out / f"{stem}.npz")
+    atomic_write_bytes(out / f"{stem}.onnx", onnx_bytes)
+    onnx_net = load_onnx(out / f"{stem}.onnx")
+    assert np.allclose(onnx_net.forward(Xte), net.forward(Xte), atol=1e-5)
+    return net
+
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(HERE), help="folder for digits_cnn.onnx / .npz")
     p.add_argument("--epochs", type=int, default=80)
     args = p.parse_args(argv)
     model, acc_tr, acc_te = train(args.epochs)
-    net = from_torch(model, (1, 8, 8))
-    out = Path(args.out)
-    save_npz(net, out / "digits_cnn.npz")
-    atomic_write_bytes(out / "digits_cnn.onnx", to_onnx_bytes(model))
-    onnx_net = load_onnx(out / "digits_cnn.onnx")  # lowered and checked against onnxruntime
     _, Xte, _, yte = load_split()
-    assert np.allclose(onnx_net.forward(Xte), net.forward(Xte), atol=1e-5)
+    net = write_checked(model, (1, 8, 8), to_onnx_bytes(model), Path(args.out), "digits_cnn",
+                        Xte)
     report(net, acc_tr, acc_te, Xte, yte)
     return 0
 

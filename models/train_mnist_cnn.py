@@ -28,12 +28,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from train_digits import fit, report  # noqa: E402
-from train_digits_cnn import sequential_to_onnx  # noqa: E402
+from train_digits_cnn import sequential_to_onnx, write_checked  # noqa: E402
 
 CHANNELS, KERNEL, STRIDE, HIDDEN = 8, 5, 2, 64
 SIDE = (28 - KERNEL) // STRIDE + 1          # 12
@@ -65,23 +64,15 @@ def to_onnx_bytes(model) -> bytes:
 
 
 def main(argv=None) -> int:
-    from mipcert.io import from_torch, load_onnx, save_npz
-    from mipcert.io._common import atomic_write_bytes
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(HERE), help="folder for mnist_cnn.onnx (/ .npz)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--npz", action="store_true", help="also write the lowered mnist_cnn.npz")
     args = p.parse_args(argv)
     model, acc_tr, acc_te = train(args.epochs)
-    net = from_torch(model, (1, 28, 28))
-    out = Path(args.out)
-    if args.npz:
-        save_npz(net, out / "mnist_cnn.npz")
-    atomic_write_bytes(out / "mnist_cnn.onnx", to_onnx_bytes(model))
-    onnx_net = load_onnx(out / "mnist_cnn.onnx")  # lowered and checked against onnxruntime
     _, Xte, _, yte = load_split()
-    assert np.allclose(onnx_net.forward(Xte), net.forward(Xte), atol=1e-5)
+    net = write_checked(model, (1, 28, 28), to_onnx_bytes(model), Path(args.out), "mnist_cnn",
+                        Xte, npz=args.npz)
     report(net, acc_tr, acc_te, Xte, yte)
     return 0
 

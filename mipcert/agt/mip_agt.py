@@ -393,19 +393,19 @@ def _check_gurobi_licence(run, pert, relaxation, H: int, boxes) -> None:
     licence (pip's). Every window is built once with the interval boxes: the boxes proved
     during the run are inside them and can only make a model smaller (stable gates drop
     rows), so a run that passes never meets the limit later."""
+    from ..errors import SolverLicenseError
     from ..solve import standard_form
-    from ..solve.gurobi import (RESTRICTED_MAX_SIZE, RESTRICTED_MAX_SIZE_QUADRATIC,
-                                _licence_error, licence_is_size_limited)
+    from ..solve.gurobi import check_licence_size
     T = len(run.batches)
     for start in range(0, T, H):
         stop = min(start + H, T)
         window = build_window(run, pert, relaxation, start, stop, model_boxes(boxes))
         sf = standard_form.compile_model(window.model, require_objective=False)
-        limit = RESTRICTED_MAX_SIZE_QUADRATIC if sf.is_quadratic else RESTRICTED_MAX_SIZE
-        if (sf.n_cols > limit or sf.n_rows > limit) and licence_is_size_limited():
-            err = _licence_error(sf.n_cols, sf.n_rows, sf.is_quadratic)
-            raise type(err)(f"the window of steps {start}..{stop - 1} (horizon {H}): {err}; "
-                            "or a shorter --horizon") from None
+        try:
+            check_licence_size(sf.n_cols, sf.n_rows, sf.is_quadratic)
+        except SolverLicenseError as err:
+            raise SolverLicenseError(f"the window of steps {start}..{stop - 1} (horizon {H}): "
+                                     f"{err}; or a shorter --horizon") from None
 
 
 def _retighten(run, pert, boxes, t, box, device):

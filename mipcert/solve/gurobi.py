@@ -81,6 +81,14 @@ def _licence_error(n_vars: int, n_cons: int, quadratic: bool) -> SolverLicenseEr
         "GRB_LICENSE_FILE at it")
 
 
+def check_licence_size(n_vars: int, n_cons: int, quadratic: bool) -> None:
+    """Raise SolverLicenseError when a model of this size is over the size-limited licence
+    that ``pip install gurobipy`` ships (and that licence is the one in use)."""
+    limit = RESTRICTED_MAX_SIZE_QUADRATIC if quadratic else RESTRICTED_MAX_SIZE
+    if (n_vars > limit or n_cons > limit) and licence_is_size_limited():
+        raise _licence_error(n_vars, n_cons, quadratic)
+
+
 def _attr(m, name: str) -> float | None:
     """A model attribute, or None where Gurobi has none for this status."""
     try:
@@ -104,12 +112,8 @@ class GurobiBackend(Backend):
     def __init__(self, sf: StandardForm, *, threads: int | None = None,
                  options: dict | None = None, verbose: bool = False):
         super().__init__(sf, threads=threads, options=options, verbose=verbose)
-        n_cons = sf.n_rows
-        quadratic = sf.is_quadratic
-        limit = RESTRICTED_MAX_SIZE_QUADRATIC if quadratic else RESTRICTED_MAX_SIZE
-        if (sf.n_cols > limit or n_cons > limit) and licence_is_size_limited():
-            raise _licence_error(sf.n_cols, n_cons, quadratic)
-        self._counts = (sf.n_cols, n_cons, quadratic)
+        check_licence_size(sf.n_cols, sf.n_rows, sf.is_quadratic)
+        self._counts = (sf.n_cols, sf.n_rows, sf.is_quadratic)
         self._quad_rows = bool(sf.q_rows)
         m = self.m = gp.Model("mipcert", env=_env())
         m.setParam("OutputFlag", 1 if verbose else 0)
@@ -142,9 +146,7 @@ class GurobiBackend(Backend):
         A = sp.csr_matrix(A)
         n_vars, n_cons, quadratic = self._counts
         n_cons += A.shape[0]
-        limit = RESTRICTED_MAX_SIZE_QUADRATIC if quadratic else RESTRICTED_MAX_SIZE
-        if n_cons > limit and licence_is_size_limited():
-            raise _licence_error(n_vars, n_cons, quadratic)
+        check_licence_size(n_vars, n_cons, quadratic)
         self._counts = (n_vars, n_cons, quadratic)
         self._linear_rows(A, np.ones(A.shape[0], bool), np.asarray(lo, float),
                           np.asarray(hi, float))

@@ -60,13 +60,14 @@ def witness_desc(outcome, samples: dict, run: TrainingRun,
     space, _ = label_space(run)
     chosen = []  # (strength, i, x, label)
     for i, sv in sorted(samples.items()):
-        ind = [sv.flip, sv.removed]
-        strength = max([_values(outcome, a.items)[0] for a in ind if a is not None] or [0.0])
+        flip = _values(outcome, sv.flip.items)[0] if sv.flip is not None else 0.0
+        removed = _values(outcome, sv.removed.items)[0] if sv.removed is not None else 0.0
+        strength = max(flip, removed)
         x0, y0 = run.X[i], float(run.y[i])
         x = np.asarray(_values(outcome, sv.x.items)) if pert.eps > 0 else x0
         moved = float(np.max(np.abs(x - x0))) if pert.eps > 0 else 0.0
         label = y0
-        if sv.flip is not None and _values(outcome, sv.flip.items)[0] > 0.5:
+        if flip > 0.5:
             if space not in ("pm1", "binary01"):
                 return None
             label = -y0 if space == "pm1" else 1.0 - y0

@@ -10,15 +10,16 @@ For every region of the specification:
    (many inputs) by alpha-CROWN (:mod:`mipcert.bounds.alpha`): it proves more clauses
    outright and gives the MILP fewer unstable ReLUs and smaller Big-M constants. On the
    trained mnist 256x4 stand-in at eps 0.03 it proved 7 of 9 clauses where CROWN proved 5;
-3. settle the open clauses by branch and bound on the input box with batched CROWN bounds
-   (:mod:`mipcert.verify.branch`; inputs of few dimensions, exact mode only) and by
-   minimising each open clause's margin over the encoding (Big-M MILP, or the triangle LP)
-   in a persistent solver, stopping as soon as the dual bound passes 0 (proved) or an
-   incumbent is confirmed as a witness (``sat``). The two take turns in time slices chosen
-   by their measured progress (:mod:`mipcert.verify.schedule`).
+3. settle the open clauses by branch and bound -- on the input box with batched CROWN
+   bounds for inputs of few dimensions (:mod:`mipcert.verify.branch`), on the phases of
+   unstable ReLUs with beta-CROWN bounds for the others (:mod:`mipcert.verify.relu_branch`);
+   exact mode only -- and by minimising each open clause's margin over the encoding (Big-M
+   MILP, or the triangle LP) in a persistent solver, stopping as soon as the dual bound
+   passes 0 (proved) or an incumbent is confirmed as a witness (``sat``). The two take turns
+   in time slices chosen by their measured progress (:mod:`mipcert.verify.schedule`).
 
 ``result.stats['phases']`` gives the seconds spent in each phase (attack, bounds, alpha,
-split, milp_build, milp).
+split, relu_split, milp_build, milp).
 
 ``unsat`` needs a proven bound > 0 for every clause of every region; ``sat`` needs a witness
 re-run in float64 (and through onnxruntime when a reference is given). Anything else is
@@ -222,7 +223,8 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
             timed_out = True
             break
     if not incomplete:
-        return done("unsat", next((m for m in ("milp", "lp", "split") if m in decided), "bounds"))
+        order = ("milp", "lp", "relu_split", "split")
+        return done("unsat", next((m for m in order if m in decided), "bounds"))
     return done("timed-out" if timed_out else "unknown", "")
 
 

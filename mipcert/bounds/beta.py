@@ -1,0 +1,198 @@
+"""beta-CROWN: bounds of a clause over sub-domains cut out by ReLU splits (torch, batched).
+
+A *sub-domain* of an input box is the set of its inputs on which chosen ReLUs have a fixed
+phase: ``S_j = +1`` means ``h_j >= 0`` (active), ``S_j = -1`` means ``h_j <= 0`` (inactive),
+``S_j = 0`` free. Branch and bound over such splits (:mod:`mipcert.verify.relu_branch`) needs a
+lower bound of every row of ``g(x) = C y(x) - d`` over many sub-domains at once. For each:
+
+1. the pre-activation bounds are the root's (``pre``, e.g. alpha-CROWN's) clipped by the
+   splits: active ``l_j <- max(l_j, 0)``, inactive ``u_j <- min(u_j, 0)``. A split ReLU is then
+   linear on the sub-domain (identity or zero); a free unstable one is enclosed as in CROWN,
+   ``α h <= relu(h) <= s (h - l)``, ``s = u / (u - l)``, with any lower slope ``α ∈ [0, 1]``;
+2. every split constraint ``S_j h_j(x) >= 0`` enters through a Lagrange multiplier
+   ``β_j >= 0`` (Wang et al. 2021, "Beta-CROWN"):
+
+       min_{x in D} g(x)  >=  min_{x in box} [ g(x) - Σ_j β_j S_j h_j(x) ],
+
+   which back-substitution handles by adding ``-β_j S_j`` to the coefficient of ``h_j``;
+3. ``α`` and ``β`` are improved by projected Adam on the sum of the bounds. Every iterate is
+   a sound bound, and the best value of every row over the iterations is kept.
+
+At the input, ``min over the box of Λ x = Λ c - |Λ| r``; its minimiser ``x* = c - sign(Λ) r``
+is returned as a candidate counterexample. The *branching score* of a free unstable ReLU is
+the slack its upper line adds to the bound, ``-min(Λ_j, 0) t_j`` summed over rows (BaBSR's
+intercept score), ``Λ_j`` the coefficient of ``relu(h_j)`` met in back-substitution.
+
+Only the ReLUs unstable at the root can be split, so sub-domain tensors hold just those:
+``S``, ``α`` and ``β`` are lists over ReLU blocks of ``(D, k_j)`` / ``(D, R, k_j)`` tensors,
+``k_j`` the root-unstable count of block ``j``, ``D`` sub-domains, ``R`` rows of ``C``.
+Everything is float64 and the bounds are widened outward by
+:data:`~mipcert.bounds._torch.FP_SLACK`.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ._torch import widen
+
+# Adam iterations per batch of sub-domains and step sizes on α and β (beta-CROWN's).
+ITERATIONS = 20
+LR_ALPHA = 0.1
+LR_BETA = 0.05
+
+
+class SplitProblem:
+    """The fixed part of a clause's branch and bound: the network's blocks, the root
+    pre-activation bounds and the clause rows, as torch tensors on one device.
+
+    ``stack``: ``network.affine_relu_stack()`` (an affine output block); ``lo, hi``: the input
+    box ``(n_0,)``; ``pre``: sound root bounds of every block, numpy ``(l_k, u_k)``; ``C``
+    ``(R, m)``, ``d`` ``(R,)``: the rows of the clause (its margin is ``max_r C_r y - d_r``).
+    """
+
+    def __init__(self, stack, lo, hi, pre, C, d, device=None):
+        import torch
+
+        if stack[-1].relu:
+            raise ValueError("ReLU branch and bound needs an affine output block")
+        self.torch = torch
+        self.dev = torch.device("cpu") if device in (None, "numpy", "torch") \
+            else torch.device(device)
+
+        def T(a):
+            return torch.as_tensor(np.asarray(a), dtype=torch.float64, device=self.dev)
+
+        self.blocks = [(T(b.W), T(b.b)) for b in stack]
+        self.relu = [b.relu for b in stack]
+        lo, hi = T(lo), T(hi)
+        self.c, self.r = (lo + hi) / 2, (hi - lo) / 2
+        self.C, self.d = T(C), T(d)
+        self.R = self.C.shape[0]
+        # per ReLU block: the root-unstable indices, their bounds, the stable-active mask
+        self.idx, self.l, self.u, self.active = [], [], [], []
+        for (l, u), relu in zip(pre, self.relu):
+            if not relu:
+                self.idx.append(None)
+                self.l.append(None)
+                self.u.append(None)
+                self.active.append(None)
+                continue
+            l, u = T(l), T(u)
+            idx = torch.nonzero((l < 0) & (u > 0)).reshape(-1)
+            act = (l >= 0).to(torch.float64)
+            self.idx.append(idx)
+            self.l.append(l[idx])
+            self.u.append(u[idx])
+            self.active.append(act)
+        self.layers = [j for j, i in enumerate(self.idx) if i is not None]
+        self.sizes = [0 if i is None else int(i.numel()) for i in self.idx]
+
+    @property
+    def num_unstable(self) -> int:
+        return sum(self.sizes)
+
+    def root(self):
+        """The root sub-domain: no splits, CROWN's ``α = 1[u >= -l]``, ``β = 0``."""
+        torch = self.torch
+        S, alpha, beta = [], [], []
+        for j in range(len(self.blocks)):
+            if self.idx[j] is None:
+                S.append(None)
+                alpha.append(None)
+                beta.append(None)
+                continue
+            k = self.sizes[j]
+            S.append(torch.zeros(1, k, dtype=torch.float64, device=self.dev))
+            a0 = (self.u[j] >= -self.l[j]).to(torch.float64)
+            alpha.append(a0.expand(1, self.R, k).clone())
+            beta.append(torch.zeros(1, self.R, k, dtype=torch.float64, device=self.dev))
+        return S, alpha, beta
+
+    def _lower(self, S, alpha, beta, want_scores=False):
+        """Lower bounds ``(D, R)`` of the rows and the input minimisers ``(D, R, n_0)``;
+        with ``want_scores`` also the branching scores, a list over blocks of ``(D, k_j)``."""
+        torch = self.torch
+        D = next(s for s in S if s is not None).shape[0]
+        L = len(self.blocks) - 1
+        Lam = self.C.expand(D, -1, -1)
+        const = -self.d.expand(D, -1)
+        scores = [None] * len(self.blocks)
+        for j in range(L, -1, -1):
+            W, b = self.blocks[j]
+            const = const + Lam @ b
+            Lam = Lam @ W  # coefficients of a_{j-1} (of x when j == 0)
+            if j == 0:
+                break
+            i = j - 1
+            if self.idx[i] is None:
+                continue
+            idx, s_i = self.idx[i], S[i][:, None, :]
+            free = s_i == 0
+            l, u = self.l[i], self.u[i]
+            s = torch.where(free, u / (u - l), (s_i > 0).to(torch.float64))
+            t = torch.where(free, -(u / (u - l)) * l, torch.zeros_like(s))
+            a = torch.where(free, alpha[i].clamp(0, 1), (s_i > 0).to(torch.float64))
+            lam_u = Lam.index_select(-1, idx)
+            pos, neg = lam_u.clamp(min=0), lam_u.clamp(max=0)
+            const = const + (neg * t).sum(-1)
+            if want_scores:
+                sc = (-(neg * t)).sum(1) + 1e-9 * lam_u.abs().sum(1)
+                scores[i] = torch.where(S[i] == 0, sc, torch.full_like(sc, -torch.inf))
+            new_u = pos * a + neg * s - beta[i].clamp(min=0) * s_i
+            Lam = (Lam * self.active[i]).index_add(-1, idx, new_u)
+        lb = const + Lam @ self.c - Lam.abs() @ self.r
+        xstar = self.c - torch.sign(Lam) * self.r
+        return lb, xstar, scores
+
+    def bound(self, S, alpha, beta, *, iters: int = ITERATIONS, deadline: float | None = None):
+        """Optimise ``α, β`` of the sub-domains ``S`` (starting from the given ones).
+
+        Returns ``(lb, xstar, scores, alpha, beta)``: the best lower bound of every row
+        ``(D, R)`` (widened, sound), the input minimisers ``(D, R, n_0)`` and branching
+        scores (list over blocks of ``(D, k_j)``) of the final iterate, and that iterate's
+        ``α, β`` (to be inherited by children).
+        """
+        torch = self.torch
+        params = []
+        alpha = [None if a is None else a.detach().clone().requires_grad_(True) for a in alpha]
+        beta = [None if b is None else b.detach().clone().requires_grad_(True) for b in beta]
+        with torch.no_grad():
+            best, _, _ = self._lower(S, alpha, beta)
+        any_split = any(s is not None and bool((s != 0).any()) for s in S)
+        params = [{"params": [a for a in alpha if a is not None], "lr": LR_ALPHA}]
+        if any_split:
+            params.append({"params": [b for b in beta if b is not None], "lr": LR_BETA})
+        if iters > 0 and self.num_unstable:
+            opt = torch.optim.Adam(params)
+            for _ in range(iters):
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+                opt.zero_grad()
+                lb, _, _ = self._lower(S, alpha, beta)
+                best = torch.maximum(best, lb.detach())
+                (-lb.sum()).backward()
+                opt.step()
+                with torch.no_grad():
+                    for a in alpha:
+                        if a is not None:
+                            a.clamp_(0, 1)
+                    for b in beta:
+                        if b is not None:
+                            b.clamp_(min=0)
+        with torch.no_grad():
+            lb, xstar, scores = self._lower(S, alpha, beta, want_scores=True)
+            best = torch.maximum(best, lb)
+        alpha = [None if a is None else a.detach() for a in alpha]
+        beta = [None if b is None else b.detach() for b in beta]
+        return widen(best, best)[0], xstar, scores, alpha, beta
+
+    def margins(self, x):
+        """The clause margin ``max_r C_r y(x) - d_r`` of inputs ``x`` ``(N, n_0)`` (float64)."""
+        a = x
+        for (W, b), relu in zip(self.blocks, self.relu):
+            a = a @ W.T + b
+            if relu:
+                a = a.clamp(min=0)
+        return (a @ self.C.T - self.d).max(-1).values

@@ -110,16 +110,38 @@ class SplitProblem:
             beta.append(torch.zeros(1, self.R, k, dtype=torch.float64, device=self.dev))
         return S, alpha, beta
 
-    def _lower(self, S, alpha, beta, want_scores=False):
-        """Lower bounds ``(D, R)`` of the rows and the input minimisers ``(D, R, n_0)``;
-        with ``want_scores`` also the branching scores, a list over blocks of ``(D, k_j)``."""
+    def root_bounds(self, D=1):
+        """The root's bounds of the splittable ReLUs, per sub-domain: a list over blocks of
+        ``(l, u)`` ``(D, k_j)`` (None for blocks without ReLU)."""
+        return [None if i is None else (self.l[j].expand(D, -1).clone(),
+                                        self.u[j].expand(D, -1).clone())
+                for j, i in enumerate(self.idx)]
+
+    def _relaxation(self, i, S, LU, alpha):
+        """Lower slope, upper slope and intercept ``(D, 1 or R, k_i)`` of block ``i``'s
+        splittable ReLUs in every sub-domain, and the mask of the free unstable ones. A ReLU
+        is linear on a sub-domain where it is split or its bounds there do not straddle 0."""
         torch = self.torch
-        D = next(s for s in S if s is not None).shape[0]
-        L = len(self.blocks) - 1
-        Lam = self.C.expand(D, -1, -1)
-        const = -self.d.expand(D, -1)
+        s_i = S[i][:, None, :]
+        l, u = (LU[i][0][:, None, :], LU[i][1][:, None, :]) if LU is not None \
+            else (self.l[i], self.u[i])
+        free = (s_i == 0) & (l < 0) & (u > 0)
+        on = ((s_i > 0) | ((s_i == 0) & (l >= 0))).to(torch.float64)
+        denom = torch.where(free, u - l, torch.ones_like(u * s_i))
+        slope = torch.where(free, u / denom, on)
+        t = torch.where(free, -slope * l, torch.zeros_like(slope))
+        if alpha is None:   # CROWN's choice
+            a = torch.where(free, (u >= -l).to(torch.float64), on)
+        else:
+            a = torch.where(free, alpha[i].clamp(0, 1), on)
+        return a, slope, t, free
+
+    def _backsub(self, k, Lam, const, S, LU, alpha, beta, want_scores=False):
+        """Lower bound of ``Λ h_k + const`` (``Λ`` ``(D, R, n_k)``) over each sub-domain's
+        box, relaxing the ReLUs of blocks ``< k``; returns ``(lb (D, R), Λ_x, scores)``."""
+        torch = self.torch
         scores = [None] * len(self.blocks)
-        for j in range(L, -1, -1):
+        for j in range(k, -1, -1):
             W, b = self.blocks[j]
             const = const + Lam @ b
             Lam = Lam @ W  # coefficients of a_{j-1} (of x when j == 0)
@@ -128,38 +150,99 @@ class SplitProblem:
             i = j - 1
             if self.idx[i] is None:
                 continue
-            idx, s_i = self.idx[i], S[i][:, None, :]
-            free = s_i == 0
-            l, u = self.l[i], self.u[i]
-            s = torch.where(free, u / (u - l), (s_i > 0).to(torch.float64))
-            t = torch.where(free, -(u / (u - l)) * l, torch.zeros_like(s))
-            a = torch.where(free, alpha[i].clamp(0, 1), (s_i > 0).to(torch.float64))
+            idx = self.idx[i]
+            a, slope, t, free = self._relaxation(i, S, LU, alpha)
             lam_u = Lam.index_select(-1, idx)
             pos, neg = lam_u.clamp(min=0), lam_u.clamp(max=0)
             const = const + (neg * t).sum(-1)
             if want_scores:
                 sc = (-(neg * t)).sum(1) + 1e-9 * lam_u.abs().sum(1)
-                scores[i] = torch.where(S[i] == 0, sc, torch.full_like(sc, -torch.inf))
-            new_u = pos * a + neg * s - beta[i].clamp(min=0) * s_i
+                scores[i] = torch.where(free.any(1), sc, torch.full_like(sc, -torch.inf))
+            new_u = pos * a + neg * slope
+            if beta is not None:
+                new_u = new_u - beta[i].clamp(min=0) * S[i][:, None, :]
             Lam = (Lam * self.active[i]).index_add(-1, idx, new_u)
         lb = const + Lam @ self.c - Lam.abs() @ self.r
-        xstar = self.c - torch.sign(Lam) * self.r
+        return lb, Lam, scores
+
+    def _lower(self, S, alpha, beta, want_scores=False, LU=None):
+        """Lower bounds ``(D, R)`` of the rows and the input minimisers ``(D, R, n_0)``;
+        with ``want_scores`` also the branching scores, a list over blocks of ``(D, k_j)``."""
+        D = next(s for s in S if s is not None).shape[0]
+        L = len(self.blocks) - 1
+        lb, Lam, scores = self._backsub(L, self.C.expand(D, -1, -1), -self.d.expand(D, -1),
+                                        S, LU, alpha, beta, want_scores)
+        xstar = self.c - self.torch.sign(Lam) * self.r
         return lb, xstar, scores
 
-    def bound(self, S, alpha, beta, *, iters: int = ITERATIONS, deadline: float | None = None):
+    def refine(self, S, LU, chunk_bytes: int = 64 * 2**20):
+        """Tighter bounds of the splittable ReLUs in every sub-domain: CROWN (CROWN's lower
+        slopes, no ``β``) layer by layer with the sub-domain's own bounds of the layers
+        below, where split ReLUs are linear; intersected with ``LU`` and clipped by the
+        splits. Returns ``(LU, empty)``: ``empty`` ``(D,)`` marks sub-domains whose bounds
+        cross (no input has those phases: the sub-domain is proved vacuously)."""
+        torch = self.torch
+        D = next(s for s in S if s is not None).shape[0]
+        LU = [None if x is None else (x[0].clone(), x[1].clone()) for x in LU]
+        first = self.layers[0]
+        for i in self.layers:
+            if i != first and self.sizes[i]:
+                idx, k = self.idx[i], self.sizes[i]
+                W, b = self.blocks[i]
+                E = torch.cat([W[idx], -W[idx]])           # rows of ±h_i in terms of a_{i-1}
+                e = torch.cat([b[idx], -b[idx]])
+                width = max(w.shape[1] for w, _ in self.blocks[:i + 1])
+                step = max(1, chunk_bytes // (8 * 2 * k * width))
+                out = []
+                for c0 in range(0, D, step):
+                    sl = slice(c0, c0 + step)
+                    Sc = [None if s is None else s[sl] for s in S]
+                    LUc = [None if x is None else (x[0][sl], x[1][sl]) for x in LU]
+                    n = Sc[first].shape[0]
+                    lb, _, _ = self._backsub_from(i, E, e, n, Sc, LUc)
+                    out.append(lb)
+                lb = torch.cat(out)
+                new_l, new_u = widen(lb[:, :k], -lb[:, k:])
+                LU[i] = (torch.maximum(LU[i][0], new_l), torch.minimum(LU[i][1], new_u))
+            l, u = LU[i]
+            LU[i] = (torch.where(S[i] > 0, l.clamp(min=0), l),
+                     torch.where(S[i] < 0, u.clamp(max=0), u))
+        empty = torch.zeros(D, dtype=torch.bool, device=self.dev)
+        for i in self.layers:
+            empty |= (LU[i][0] > LU[i][1]).any(1)
+        return LU, empty
+
+    def _backsub_from(self, i, E, e, n, S, LU):
+        """``_backsub`` of the rows ``E a_{i-1} + e`` (block ``i``'s affine map already
+        applied), for ``n`` sub-domains."""
+        Lam = E.expand(n, -1, -1)
+        const = e.expand(n, -1)
+        j = i - 1
+        if self.idx[j] is not None:
+            idx = self.idx[j]
+            a, slope, t, _ = self._relaxation(j, S, LU, None)
+            lam_u = Lam.index_select(-1, idx)
+            pos, neg = lam_u.clamp(min=0), lam_u.clamp(max=0)
+            const = const + (neg * t).sum(-1)
+            Lam = (Lam * self.active[j]).index_add(-1, idx, pos * a + neg * slope)
+        return self._backsub(j, Lam, const, S, LU, None, None)
+
+    def bound(self, S, alpha, beta, *, iters: int = ITERATIONS, deadline: float | None = None,
+              LU=None):
         """Optimise ``α, β`` of the sub-domains ``S`` (starting from the given ones).
 
         Returns ``(lb, xstar, scores, alpha, beta)``: the best lower bound of every row
         ``(D, R)`` (widened, sound), the input minimisers ``(D, R, n_0)`` and branching
         scores (list over blocks of ``(D, k_j)``) of the final iterate, and that iterate's
-        ``α, β`` (to be inherited by children).
+        ``α, β`` (to be inherited by children). ``LU``: the sub-domains' own bounds of the
+        splittable ReLUs (from :meth:`refine`), else the root's clipped by the splits.
         """
         torch = self.torch
         params = []
         alpha = [None if a is None else a.detach().clone().requires_grad_(True) for a in alpha]
         beta = [None if b is None else b.detach().clone().requires_grad_(True) for b in beta]
         with torch.no_grad():
-            best, _, _ = self._lower(S, alpha, beta)
+            best, _, _ = self._lower(S, alpha, beta, LU=LU)
         any_split = any(s is not None and bool((s != 0).any()) for s in S)
         params = [{"params": [a for a in alpha if a is not None], "lr": LR_ALPHA}]
         if any_split:
@@ -170,7 +253,7 @@ class SplitProblem:
                 if deadline is not None and time.perf_counter() > deadline:
                     break
                 opt.zero_grad()
-                lb, _, _ = self._lower(S, alpha, beta)
+                lb, _, _ = self._lower(S, alpha, beta, LU=LU)
                 best = torch.maximum(best, lb.detach())
                 (-lb.sum()).backward()
                 opt.step()
@@ -182,7 +265,7 @@ class SplitProblem:
                         if b is not None:
                             b.clamp_(min=0)
         with torch.no_grad():
-            lb, xstar, scores = self._lower(S, alpha, beta, want_scores=True)
+            lb, xstar, scores = self._lower(S, alpha, beta, want_scores=True, LU=LU)
             best = torch.maximum(best, lb)
         alpha = [None if a is None else a.detach() for a in alpha]
         beta = [None if b is None else b.detach() for b in beta]

@@ -70,8 +70,9 @@ def test_subdomain_bounds_hold_on_sampled_points_of_the_subdomain(seed):
     xs = rng.uniform(lo, hi, size=(20000, lo.size))
     hs = net.activations(xs)
     rows = net.forward(xs) @ clause.C.T - clause.d          # (N, R)
-    for iters in (0, 15):
-        lb, xstar, *_ = p.bound(S, alpha, beta, iters=iters)
+    LU, empty = p.refine(S, p.root_bounds(D))
+    for iters, lu in ((0, None), (15, None), (0, LU), (15, LU)):
+        lb, xstar, *_ = p.bound(S, alpha, beta, iters=iters, LU=lu)
         lb = lb.numpy()
         for dom in range(D):
             inside = np.ones(len(xs), bool)
@@ -81,17 +82,26 @@ def test_subdomain_bounds_hold_on_sampled_points_of_the_subdomain(seed):
                 s = S[j][dom].numpy()
                 h = hs[j][:, idx.numpy()]
                 inside &= np.all((s == 0) | (s * h >= 0), axis=1)
-            if inside.any():
-                assert (rows[inside] >= lb[dom] - 1e-9).all(), (seed, iters, dom)
+            if not inside.any():
+                continue
+            assert not empty[dom], (seed, dom)   # sampled points: the sub-domain is not empty
+            assert (rows[inside] >= lb[dom] - 1e-9).all(), (seed, iters, dom)
+            for j, idx in enumerate(p.idx):      # refined bounds hold on the sub-domain
+                if idx is not None:
+                    h = hs[j][inside][:, idx.numpy()]
+                    assert (h >= LU[j][0][dom].numpy() - 1e-9).all()
+                    assert (h <= LU[j][1][dom].numpy() + 1e-9).all()
         # the input minimisers lie in the box
         x = xstar.numpy().reshape(-1, lo.size)
         assert (x >= lo - 1e-12).all() and (x <= hi + 1e-12).all()
 
 
+@pytest.mark.parametrize("refine,candidates", [(False, 1), (True, 1), (False, 4)])
 @pytest.mark.parametrize("seed", range(24))
-def test_search_agrees_with_enumeration(seed):
+def test_search_agrees_with_enumeration(seed, refine, candidates):
     """Run to the end, the search proves exactly the clauses whose true minimum is > 0 (with
-    a bound below it) and finds a float64 witness for the others."""
+    a bound below it) and finds a float64 witness for the others; with each child's bounds
+    refined, and with filtered smart branching, too."""
     weights, biases, net, lo, hi, clause = tiny(seed, n0=2 + seed % 3,
                                                 hidden=[(6, 6), (8,), (4, 4, 4)][seed % 3])
     best, _ = min_clause_margin(weights, biases, lo, hi, clause.C, clause.d)
@@ -107,7 +117,7 @@ def test_search_agrees_with_enumeration(seed):
             return True
         return False
 
-    res = relu_split(p, check=check, batch=4)
+    res = relu_split(p, check=check, batch=4, refine=refine, candidates=candidates)
     if best > 0:
         assert res.status in ("proved", "budget"), (seed, best, res.status)
         if res.status == "proved":

@@ -29,8 +29,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Sub-domains split per round (each gives two children, bounded in one batch).
-BATCH = 128
+# Sub-domains split per round (each gives two children, bounded in one batch; see
+# :data:`mipcert.bounds.beta.ITERATIONS` for the measurements behind it).
+BATCH = 1024
+# Adam iterations for the root sub-domain (every sub-domain inherits its α).
+ROOT_ITERATIONS = 20
 # Candidate ReLUs per sub-domain tried by filtered smart branching (1: BaBSR's choice).
 CANDIDATES = 1
 # Re-bound the splittable ReLUs of every child (CROWN with the child's splits) before its
@@ -187,7 +190,8 @@ def relu_split(problem, *, check, deadline=None, batch: int = BATCH,
             S, alpha, beta = problem.root()
             # the root's bound is optimised in full whatever the deadline: every sub-domain
             # inherits its α, and a call always makes this much progress
-            lb, xstar, scores, alpha, beta = problem.bound(S, alpha, beta, iters=iters)
+            lb, xstar, scores, alpha, beta = problem.bound(S, alpha, beta,
+                                                           iters=max(iters, ROOT_ITERATIONS))
             m = lb.max(dim=1).values
             state = ReluSplitState(_compact(S, torch.int8), _compact(alpha, torch.float32),
                                    _compact(beta, torch.float32),

@@ -229,7 +229,7 @@ def save(args, results, load_before) -> dict:
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "timeout": args.timeout, "note": args.note,
-            "contended": "2 shared cores, other agents' jobs running: treat timings as +-50 %",
+            "machine": "2 shared cores: the load averages say how busy they were",
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                      capture_output=True, text=True).stdout.strip()}

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                  "vnnlib": metadata.version("vnnlib"),
                  "timeout_per_test": args.timeout, "cpus": os.cpu_count(),
                  "solver": "benchmarks/mipcert_solver.sh (mipcert verify/supports, HiGHS)",
-                 "note": "2 shared cores, other jobs running: timings are not the point here"},
+                 "note": "2 shared cores: timings are not the point here"},
         "summary": report["summary"],
         "per_category": {c: dict(v) for c, v in sorted(per_category.items())},
         "skipped_because": dict(collections.Counter(s["missing_op"] for s in report["skipped"])),

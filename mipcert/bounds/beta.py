@@ -15,8 +15,10 @@ lower bound of every row of ``g(x) = C y(x) - d`` over many sub-domains at once.
        min_{x in D} g(x)  >=  min_{x in box} [ g(x) - Σ_j β_j S_j h_j(x) ],
 
    which back-substitution handles by adding ``-β_j S_j`` to the coefficient of ``h_j``;
-3. ``α`` and ``β`` are improved by projected Adam on the sum of the bounds. Every iterate is
-   a sound bound, and the best value of every row over the iterations is kept.
+3. ``α`` and ``β`` are improved by projected Adam on the sum of the bounds, in float32 (twice
+   as fast on the CPU). Only the values of ``α ∈ [0, 1]``, ``β >= 0`` are taken from it:
+   any such values give a sound bound, which is then evaluated in float64. The better of
+   the starting and the final values is kept for every row.
 
 At the input, ``min over the box of Λ x = Λ c - |Λ| r``; its minimiser ``x* = c - sign(Λ) r``
 is returned as a candidate counterexample. The *branching score* of a free unstable ReLU is
@@ -26,7 +28,7 @@ intercept score), ``Λ_j`` the coefficient of ``relu(h_j)`` met in back-substitu
 Only the ReLUs unstable at the root can be split, so sub-domain tensors hold just those:
 ``S``, ``α`` and ``β`` are lists over ReLU blocks of ``(D, k_j)`` / ``(D, R, k_j)`` tensors,
 ``k_j`` the root-unstable count of block ``j``, ``D`` sub-domains, ``R`` rows of ``C``.
-Everything is float64 and the bounds are widened outward by
+Every bound is evaluated in float64 and widened outward by
 :data:`~mipcert.bounds._torch.FP_SLACK`.
 """
 from __future__ import annotations
@@ -92,6 +94,25 @@ class SplitProblem:
             self.active.append(act)
         self.layers = [j for j, i in enumerate(self.idx) if i is not None]
         self.sizes = [0 if i is None else int(i.numel()) for i in self.idx]
+        self.dtype = torch.float64
+        self._single = None
+
+    def single(self):
+        """This problem in float32, for the optimiser's iterations only (about twice as fast
+        on the CPU); every bound reported is evaluated again in float64."""
+        if self._single is None:
+            import copy
+
+            f = self.torch.float32
+            p = copy.copy(self)
+            p.dtype = f
+            p.blocks = [(W.to(f), b.to(f)) for W, b in self.blocks]
+            p.c, p.r, p.C, p.d = (t.to(f) for t in (self.c, self.r, self.C, self.d))
+            p.l = [None if t is None else t.to(f) for t in self.l]
+            p.u = [None if t is None else t.to(f) for t in self.u]
+            p.active = [None if t is None else t.to(f) for t in self.active]
+            self._single = p
+        return self._single
 
     @property
     def num_unstable(self) -> int:
@@ -130,12 +151,12 @@ class SplitProblem:
         l, u = (LU[i][0][:, None, :], LU[i][1][:, None, :]) if LU is not None \
             else (self.l[i], self.u[i])
         free = (s_i == 0) & (l < 0) & (u > 0)
-        on = ((s_i > 0) | ((s_i == 0) & (l >= 0))).to(torch.float64)
+        on = ((s_i > 0) | ((s_i == 0) & (l >= 0))).to(self.dtype)
         denom = torch.where(free, u - l, torch.ones_like(u * s_i))
         slope = torch.where(free, u / denom, on)
         t = torch.where(free, -slope * l, torch.zeros_like(slope))
         if alpha is None:   # CROWN's choice
-            a = torch.where(free, (u >= -l).to(torch.float64), on)
+            a = torch.where(free, (u >= -l).to(self.dtype), on)
         else:
             a = torch.where(free, alpha[i].clamp(0, 1), on)
         return a, slope, t, free
@@ -242,38 +263,52 @@ class SplitProblem:
         splittable ReLUs (from :meth:`refine`), else the root's clipped by the splits.
         """
         torch = self.torch
-        params = []
-        alpha = [None if a is None else a.detach().clone().requires_grad_(True) for a in alpha]
-        beta = [None if b is None else b.detach().clone().requires_grad_(True) for b in beta]
+        alpha = [None if a is None else a.detach() for a in alpha]
+        beta = [None if b is None else b.detach() for b in beta]
         with torch.no_grad():
             best, _, _ = self._lower(S, alpha, beta, LU=LU)
-        any_split = any(s is not None and bool((s != 0).any()) for s in S)
-        params = [{"params": [a for a in alpha if a is not None], "lr": LR_ALPHA}]
-        if any_split:
-            params.append({"params": [b for b in beta if b is not None], "lr": LR_BETA})
         if iters > 0 and self.num_unstable:
-            opt = torch.optim.Adam(params)
-            for _ in range(iters):
-                if deadline is not None and time.perf_counter() > deadline:
-                    break
-                opt.zero_grad()
-                lb, _, _ = self._lower(S, alpha, beta, LU=LU)
-                best = torch.maximum(best, lb.detach())
-                (-lb.sum()).backward()
-                opt.step()
-                with torch.no_grad():
-                    for a in alpha:
-                        if a is not None:
-                            a.clamp_(0, 1)
-                    for b in beta:
-                        if b is not None:
-                            b.clamp_(min=0)
+            alpha, beta = self._optimise(S, alpha, beta, LU, iters, deadline)
         with torch.no_grad():
             lb, xstar, scores = self._lower(S, alpha, beta, want_scores=True, LU=LU)
             best = torch.maximum(best, lb)
-        alpha = [None if a is None else a.detach() for a in alpha]
-        beta = [None if b is None else b.detach() for b in beta]
         return widen(best, best)[0], xstar, scores, alpha, beta
+
+    def _optimise(self, S, alpha, beta, LU, iters, deadline):
+        """``iters`` projected Adam steps on ``α, β`` in float32 (:meth:`single`); returns
+        them in float64. Only their values are used: the bound is evaluated in float64."""
+        torch = self.torch
+        p, f = self.single(), torch.float32
+
+        def low(ts):
+            return [None if t is None else t.to(f) for t in ts]
+
+        S32 = low(S)
+        LU32 = None if LU is None else [None if x is None else (x[0].to(f), x[1].to(f))
+                                         for x in LU]
+        a32 = [None if a is None else a.to(f).requires_grad_(True) for a in alpha]
+        b32 = [None if b is None else b.to(f).requires_grad_(True) for b in beta]
+        groups = [{"params": [a for a in a32 if a is not None], "lr": LR_ALPHA}]
+        if any(s is not None and bool((s != 0).any()) for s in S):
+            groups.append({"params": [b for b in b32 if b is not None], "lr": LR_BETA})
+        opt = torch.optim.Adam(groups)
+        for _ in range(iters):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            opt.zero_grad()
+            lb, _, _ = p._lower(S32, a32, b32, LU=LU32)
+            (-lb.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                for a in a32:
+                    if a is not None:
+                        a.clamp_(0, 1)
+                for b in b32:
+                    if b is not None:
+                        b.clamp_(min=0)
+        d = torch.float64
+        return ([None if a is None else a.detach().to(d) for a in a32],
+                [None if b is None else b.detach().to(d) for b in b32])
 
     def margins(self, x):
         """The clause margin ``max_r C_r y(x) - d_r`` of inputs ``x`` ``(N, n_0)`` (float64)."""

@@ -152,7 +152,7 @@ class SplitProblem:
             else (self.l[i], self.u[i])
         free = (s_i == 0) & (l < 0) & (u > 0)
         on = ((s_i > 0) | ((s_i == 0) & (l >= 0))).to(self.dtype)
-        denom = torch.where(free, u - l, torch.ones_like(u * s_i))
+        denom = torch.where(free, u - l, torch.ones_like(free, dtype=self.dtype))
         slope = torch.where(free, u / denom, on)
         t = torch.where(free, -slope * l, torch.zeros_like(slope))
         if alpha is None:   # CROWN's choice
@@ -161,10 +161,29 @@ class SplitProblem:
             a = torch.where(free, alpha[i].clamp(0, 1), on)
         return a, slope, t, free
 
+    def _relax_block(self, i, Lam, const, S, LU, alpha, beta, scores=None):
+        """Back through block ``i``'s ReLUs: ``Λ`` ``(D, R, n_i)`` on ``relu(h_i)`` becomes
+        the coefficients on ``h_i`` (lower line for positive, upper line for negative
+        entries, ``-β S`` for split constraints when ``beta`` is given) and the upper lines'
+        intercepts go into ``const``. With a list ``scores``, block ``i``'s branching scores
+        are stored in it."""
+        torch = self.torch
+        idx = self.idx[i]
+        a, slope, t, free = self._relaxation(i, S, LU, alpha)
+        lam_u = Lam.index_select(-1, idx)
+        pos, neg = lam_u.clamp(min=0), lam_u.clamp(max=0)
+        const = const + (neg * t).sum(-1)
+        if scores is not None:
+            sc = (-(neg * t)).sum(1) + 1e-9 * lam_u.abs().sum(1)
+            scores[i] = torch.where(free.any(1), sc, torch.full_like(sc, -torch.inf))
+        new_u = pos * a + neg * slope
+        if beta is not None:
+            new_u = new_u - beta[i].clamp(min=0) * S[i][:, None, :]
+        return (Lam * self.active[i]).index_add(-1, idx, new_u), const
+
     def _backsub(self, k, Lam, const, S, LU, alpha, beta, want_scores=False):
         """Lower bound of ``Λ h_k + const`` (``Λ`` ``(D, R, n_k)``) over each sub-domain's
         box, relaxing the ReLUs of blocks ``< k``; returns ``(lb (D, R), Λ_x, scores)``."""
-        torch = self.torch
         scores = [None] * len(self.blocks)
         for j in range(k, -1, -1):
             W, b = self.blocks[j]
@@ -172,21 +191,9 @@ class SplitProblem:
             Lam = Lam @ W  # coefficients of a_{j-1} (of x when j == 0)
             if j == 0:
                 break
-            i = j - 1
-            if self.idx[i] is None:
-                continue
-            idx = self.idx[i]
-            a, slope, t, free = self._relaxation(i, S, LU, alpha)
-            lam_u = Lam.index_select(-1, idx)
-            pos, neg = lam_u.clamp(min=0), lam_u.clamp(max=0)
-            const = const + (neg * t).sum(-1)
-            if want_scores:
-                sc = (-(neg * t)).sum(1) + 1e-9 * lam_u.abs().sum(1)
-                scores[i] = torch.where(free.any(1), sc, torch.full_like(sc, -torch.inf))
-            new_u = pos * a + neg * slope
-            if beta is not None:
-                new_u = new_u - beta[i].clamp(min=0) * S[i][:, None, :]
-            Lam = (Lam * self.active[i]).index_add(-1, idx, new_u)
+            if self.idx[j - 1] is not None:
+                Lam, const = self._relax_block(j - 1, Lam, const, S, LU, alpha, beta,
+                                               scores if want_scores else None)
         lb = const + Lam @ self.c - Lam.abs() @ self.r
         return lb, Lam, scores
 
@@ -240,17 +247,10 @@ class SplitProblem:
     def _backsub_from(self, i, E, e, n, S, LU):
         """``_backsub`` of the rows ``E a_{i-1} + e`` (block ``i``'s affine map already
         applied), for ``n`` sub-domains."""
-        Lam = E.expand(n, -1, -1)
-        const = e.expand(n, -1)
-        j = i - 1
-        if self.idx[j] is not None:
-            idx = self.idx[j]
-            a, slope, t, _ = self._relaxation(j, S, LU, None)
-            lam_u = Lam.index_select(-1, idx)
-            pos, neg = lam_u.clamp(min=0), lam_u.clamp(max=0)
-            const = const + (neg * t).sum(-1)
-            Lam = (Lam * self.active[j]).index_add(-1, idx, pos * a + neg * slope)
-        return self._backsub(j, Lam, const, S, LU, None, None)
+        Lam, const = E.expand(n, -1, -1), e.expand(n, -1)
+        if self.idx[i - 1] is not None:
+            Lam, const = self._relax_block(i - 1, Lam, const, S, LU, None, None)
+        return self._backsub(i - 1, Lam, const, S, LU, None, None)
 
     def bound(self, S, alpha, beta, *, iters: int = ITERATIONS, deadline: float | None = None,
               LU=None):

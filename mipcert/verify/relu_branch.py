@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,13 +68,16 @@ class ReluSplitState:
     domains: int = 0
     proved_fraction: float = 0.0
     seconds: float = 0.0
-    stuck: int = 0
     root_bound: float = -np.inf
-    history: list = field(default_factory=list)
 
     @property
     def open(self) -> int:
         return int(self.lb.shape[0])
+
+    @property
+    def stuck(self) -> int:
+        """Open sub-domains with every ReLU split (left to the MILP)."""
+        return int((self.branch[:, 0] < 0).sum())
 
 
 @dataclass
@@ -272,7 +275,6 @@ def _loop(problem, st, check, deadline, batch, max_domains, iters, candidates, r
         st.lb = torch.cat([st.lb, m[keep]])
         st.depth = torch.cat([st.depth, ch_depth[keep]])
         st.branch = torch.cat([st.branch, ch_branch[keep]])
-        st.stuck = int((st.branch[:, 0] < 0).sum())
         if st.open and deadline is not None and time.perf_counter() > deadline:
             return result("timeout")
     log.info("ReLU split proved the clause with %d sub-domains (bound %.3g)", st.domains,
@@ -285,9 +287,9 @@ def _witness(problem, xstar, check) -> bool:
     """Run the input minimisers ``(D, R, n_0)`` through the network; confirm the violating
     ones (lowest margin first, at most 8 per round) with ``check``."""
     x = xstar.reshape(-1, xstar.shape[-1])
-    m = problem.margins(x)
-    bad = np.flatnonzero(m.cpu().numpy() <= 0)
+    m = problem.margins(x).cpu().numpy()
+    bad = np.flatnonzero(m <= 0)
     if not bad.size:
         return False
-    bad = bad[np.argsort(m.cpu().numpy()[bad])][:8]
+    bad = bad[np.argsort(m[bad])][:8]
     return any(check(x[i].cpu().numpy()) for i in bad)

@@ -294,36 +294,33 @@ class RegionRun:
         small = self.bounds.num_unstable <= SMALL_NETWORK_RELUS
         milp_turn = not branching
 
-        def proved():
-            by = "relu_split" if relu is not None and relu.proved == set(milp.proved) \
-                else ("milp" if self.relaxation.integral else "lp")
-            return RegionOutcome("proved", list(milp.proved.values()), by)
+        def ended(status, by):
+            """The region's outcome when a turn of the MILP or of ReLU splitting (they share
+            the open clauses) ends it, else None."""
+            if status == "witness":
+                return RegionOutcome("witness", [], by)
+            if not milp.open:
+                if milp.stuck:
+                    return RegionOutcome("open", list(milp.proved.values()), "")
+                by = "relu_split" if relu is not None and relu.proved == set(milp.proved) \
+                    else ("milp" if self.relaxation.integral else "lp")
+                return RegionOutcome("proved", list(milp.proved.values()), by)
+            if status == "timeout":
+                return RegionOutcome("timeout", [], "")
+            return None
 
         while True:
             left = self.left()
             if left is not None and left <= 0:
                 return RegionOutcome("timeout", [], "")
             if milp_turn:
-                status = milp.turn()
-                if status == "witness":
-                    return RegionOutcome("witness", [], "milp")
-                if not milp.open:
-                    if milp.stuck:
-                        return RegionOutcome("open", list(milp.proved.values()), "")
-                    return proved()
-                if status == "timeout":
-                    return RegionOutcome("timeout", [], "")
+                if out := ended(milp.turn(), "milp"):
+                    return out
             elif relu is not None:
                 status = relu.turn(split_slice)
                 self.rstats["relu_split"] = relu.stats()
-                if status == "witness":
-                    return RegionOutcome("witness", [], "relu_split")
-                if not milp.open:
-                    if milp.stuck:
-                        return RegionOutcome("open", list(milp.proved.values()), "")
-                    return proved()
-                if status == "timeout":
-                    return RegionOutcome("timeout", [], "")
+                if out := ended(status, "relu_split"):
+                    return out
                 state, split_status = relu, status
                 split_slice *= 2
             else:

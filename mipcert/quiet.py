@@ -1,4 +1,4 @@
-"""Keep solver banners off standard output.
+"""Keep solver banners off standard output, and HiGHS's shared thread pool consistent.
 
 Solvers written in C/C++ print to file descriptor 1 directly, below Python's ``sys.stdout``:
 HiGHS prints its "Running HiGHS ..." banner when the first ``Highs()`` object is created,
@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import sys
+import threading
+
+log = logging.getLogger(__name__)
 
 
 def _flush_c_stdio() -> None:
@@ -71,3 +75,48 @@ def new_highs(verbose: bool = False):
     if verbose:
         h.setOptionValue("log_to_console", True)
     return h
+
+
+class _HighsPool:
+    """HiGHS runs all instances of a process on one global thread pool, sized at the first
+    solve; an instance asking for another explicit thread count then fails ("Not Set").
+    We resize the pool (resetGlobalScheduler) when no HiGHS solve of this process is running,
+    and otherwise fall back to the current pool with a warning."""
+
+    lock = threading.Lock()
+    threads: int | None = None   # the explicit size the pool was last built with
+    started = False
+    active = 0
+
+    @classmethod
+    def enter(cls, h, want: int | None) -> None:
+        with cls.lock:
+            if want is not None and want != cls.threads:
+                if cls.active == 0:
+                    if cls.started:
+                        type(h).resetGlobalScheduler(True)
+                    cls.threads = want
+                else:
+                    log.warning("HiGHS threads=%s ignored: another HiGHS solve in this process uses the "
+                                "shared thread pool", want)
+                    want = None
+            h.setOptionValue("threads", int(want) if want is not None else 0)
+            cls.active += 1
+            cls.started = True
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls.lock:
+            cls.active -= 1
+
+
+def run_highs(h, threads: int | None = None):
+    """``h.run()`` on HiGHS's process-wide thread pool, resized to ``threads`` when no other
+    solve is running (None: whatever pool there is). Every HiGHS run of mipcert goes
+    through here: a run outside it could size the pool behind its back, and the next
+    instance asking for an explicit size would then not run at all. Returns run()'s status."""
+    _HighsPool.enter(h, threads)
+    try:
+        return h.run()
+    finally:
+        _HighsPool.leave()

@@ -10,14 +10,13 @@ Quadratic constraints are refused (HiGHS has none); a quadratic objective must b
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import SolverError, SolverUnavailableError
-from ..quiet import new_highs
+from ..quiet import new_highs, run_highs
 from .backend import Backend, EarlyStop, IncumbentCallback, Timer, finite_or_none
 from .outcome import Outcome, infeasible_bound, nothing_proven, safe_bound
 from .standard_form import QuadTerms, StandardForm, symmetric_matrix
@@ -34,39 +33,6 @@ _TRIANGULAR = 1        # HessianFormat.kTriangular
 _SOLUTION_FEASIBLE = 2  # SolutionStatus.kSolutionStatusFeasible
 #: a model without columns is feasible iff every row's bounds contain 0 within this tolerance
 EMPTY_ROW_TOLERANCE = 1e-9
-
-
-class _Scheduler:
-    """HiGHS runs all instances of a process on one global thread pool, sized at the first
-    solve; an instance asking for another explicit thread count then fails ("Not Set").
-    We resize the pool (resetGlobalScheduler) when no HiGHS solve of this process is running,
-    and otherwise fall back to the current pool with a warning."""
-
-    lock = threading.Lock()
-    threads: int | None = None   # the explicit size the pool was last built with
-    started = False
-    active = 0
-
-    @classmethod
-    def enter(cls, h, want: int | None) -> None:
-        with cls.lock:
-            if want is not None and want != cls.threads:
-                if cls.active == 0:
-                    if cls.started:
-                        highspy.Highs.resetGlobalScheduler(True)
-                    cls.threads = want
-                else:
-                    log.warning("HiGHS threads=%s ignored: another HiGHS solve in this process uses the "
-                                "shared thread pool", want)
-                    want = None
-            h.setOptionValue("threads", int(want) if want is not None else 0)
-            cls.active += 1
-            cls.started = True
-
-    @classmethod
-    def leave(cls) -> None:
-        with cls.lock:
-            cls.active -= 1
 
 
 def require() -> None:
@@ -288,11 +254,7 @@ class HighsBackend(Backend):
 
     def _run(self) -> None:
         """``h.run()`` inside the process-wide thread-pool guard."""
-        _Scheduler.enter(self.h, self.threads)
-        try:
-            self.h.run()
-        finally:
-            _Scheduler.leave()
+        run_highs(self.h, self.threads)
 
     def _disambiguate(self, seconds: float) -> Outcome:
         """Presolve said 'unbounded or infeasible': re-solve without presolve to tell which."""

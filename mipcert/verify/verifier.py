@@ -7,9 +7,8 @@ For every region of the specification:
 2. falsify the regions left open (random points, PGD) — a confirmed witness decides
    ``sat`` at once (with LP bounds, which cost more, the attack comes first);
 2b. refine the CROWN bounds of regions still open that input splitting will not search
-   (many inputs) by alpha-CROWN (:mod:`mipcert.bounds.alpha`): it proves more clauses
-   outright and gives the MILP fewer unstable ReLUs and smaller Big-M constants. On the
-   trained mnist 256x4 stand-in at eps 0.03 it proved 7 of 9 clauses where CROWN proved 5;
+   (many inputs) by alpha-CROWN (:mod:`mipcert.verify.refine`): this proves more clauses
+   outright and gives the search fewer unstable ReLUs and smaller Big-M constants;
 3. settle the open clauses by branch and bound -- on the input box with batched CROWN
    bounds for inputs of few dimensions (:mod:`mipcert.verify.branch`), on the phases of
    unstable ReLUs with beta-CROWN bounds for the others (:mod:`mipcert.verify.relu_branch`);
@@ -17,9 +16,12 @@ For every region of the specification:
    MILP, or the triangle LP) in a persistent solver, stopping as soon as the dual bound
    passes 0 (proved) or an incumbent is confirmed as a witness (``sat``). The two take turns
    in time slices chosen by their measured progress (:mod:`mipcert.verify.schedule`).
+   A region of many inputs whose first blocks have few unstable ReLUs gets a first search
+   of limited time; if that does not settle it, the bounds of its first blocks are
+   tightened by MILP and the search starts again with them (:mod:`mipcert.verify.refine`).
 
 ``result.stats['phases']`` gives the seconds spent in each phase (attack, bounds, alpha,
-split, relu_split, milp_build, milp).
+milp_refine, split, relu_split, milp_build, milp).
 
 ``unsat`` needs a proven bound > 0 for every clause of every region; ``sat`` needs a witness
 re-run in float64 (and through onnxruntime when a reference is given). Anything else is
@@ -41,8 +43,9 @@ from ..relaxation import Relaxation
 from ..spec import Specification
 from .branch import MAX_SPLIT_DIM
 from .falsify import falsify
+from .refine import first_search, refinable, refine_alpha, refine_milp
 from .result import VerificationResult
-from .schedule import SOLVER_PROOF_MARGIN, RegionRun  # noqa: F401 (re-exported)
+from .schedule import SOLVER_PROOF_MARGIN, RegionOutcome, RegionRun  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ log = logging.getLogger(__name__)
 REFERENCE_TOLERANCE = 1e-4
 # The attack before input splitting: 20 000 sampled forward passes, 4 PGD runs of 30 steps.
 QUICK_ATTACK = {"budget": 20_000, "restarts": 4, "steps": 30}
-# alpha-CROWN refinement of an open region may use at most this share of the time left.
-ALPHA_SHARE = 0.3
 # The attack may use at most this share of the time left.
 ATTACK_SHARE = 0.4
 
@@ -202,18 +203,33 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
     # 2b. alpha-CROWN for the open regions that splitting will not search
     if bounds == "crown" and pending:
         t = time.perf_counter()
-        pending = [_refine_alpha(network, p, left, device, proven) for p in pending]
+        pending = [refine_alpha(network, p, left, device, proven) for p in pending]
         pending = [p for p in pending if p[5]]
         add_phase("alpha", time.perf_counter() - t)
+
     # 3. input splitting and clause MILPs, scheduled by measured progress
-    for region, check, b, m_lo, m_hi, open_k, rstats in pending:
+    #    (3b. for a region the first search leaves open, MILP bounds of the first blocks,
+    #    then the search again: see mipcert.verify.refine)
+    def search(item, left_fn):
+        region, check, b, m_lo, m_hi, open_k, rstats = item
+        return RegionRun(network, region, b, m_lo, m_hi, open_k, check, relaxation, solver,
+                         threads, split, device, left_fn, add_phase, rstats).schedule()
+
+    for item in pending:
         if left() is not None and left() <= 0:
             timed_out = incomplete = True
             break
-        out = RegionRun(network, region, b, m_lo, m_hi, open_k, check, relaxation, solver,
-                        threads, split, device, left, add_phase, rstats).schedule()
+        refine = bounds == "crown" and relaxation.integral and split \
+            and refinable(network, item[2])
+        out = search(item, first_search(left) if refine else left)
+        if refine and out.status in ("timeout", "open") \
+                and (left() is None or left() > 0):
+            t = time.perf_counter()
+            item = refine_milp(network, item, left, device, proven)
+            add_phase("milp_refine", time.perf_counter() - t)
+            out = search(item, left) if item[5] else RegionOutcome("proved", [], "milp_refine")
         if out.status == "witness":
-            return done("sat", out.decided_by, check.found)
+            return done("sat", out.decided_by, item[1].found)
         if out.status == "proved":
             proven.extend(out.bounds)
             decided.add(out.decided_by)
@@ -223,7 +239,7 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
             timed_out = True
             break
     if not incomplete:
-        order = ("milp", "lp", "relu_split", "split")
+        order = ("milp", "lp", "relu_split", "split", "milp_refine")
         return done("unsat", next((m for m in order if m in decided), "bounds"))
     return done("timed-out" if timed_out else "unknown", "")
 
@@ -231,34 +247,6 @@ def _verify(network, spec, *, solver, relaxation, bounds, timeout, reference, at
 def _open_part(region, open_k):
     """``region`` with only its clauses ``open_k`` (same box)."""
     return type(region)(region.lo, region.hi, [region.clauses[k] for k in open_k])
-
-
-def _refine_alpha(network, item, left, device, proven):
-    """``item`` of the pending list with its bounds refined by alpha-CROWN, for a region that
-    input splitting will not search; proved clauses leave ``open_k`` (bounds to ``proven``)."""
-    region, check, b, m_lo, m_hi, open_k, rstats = item
-    if network.input_size <= MAX_SPLIT_DIM:   # few inputs: splitting's (or, with
-        return item                           # --no-split, the exact path's) business
-    from ..bounds.alpha import alpha_crown
-    from ..bounds.result import Bounds
-
-    stack = network.affine_relu_stack()
-    if stack[-1].relu:
-        return item
-    t = time.perf_counter()
-    budget = left()
-    deadline = None if budget is None else t + ALPHA_SHARE * budget
-    pre, opt = alpha_crown(stack, region.lo, region.hi, b.pre, region.clauses,
-                           deadline=deadline, device=device)
-    b = Bounds(b.input_lo, b.input_hi, pre, "alpha", b.seconds + time.perf_counter() - t,
-               b.relu_layers)
-    m_lo = np.maximum(m_lo, opt)
-    proven.extend(float(m_lo[k]) for k in open_k if m_lo[k] > 0)
-    open_k = [k for k in open_k if m_lo[k] <= 0]
-    rstats.update(alpha_unstable=b.num_unstable, proved_by_alpha=rstats["clauses"]
-                  - rstats["proved_by_bounds"] - len(open_k),
-                  alpha_seconds=round(time.perf_counter() - t, 4))
-    return region, check, b, m_lo, m_hi, open_k, rstats
 
 
 def _check_solver(solver: str) -> None:

@@ -49,10 +49,13 @@ class _TriangleLP:
             n_cols += n
             cols_lo.append(l)
             cols_hi.append(u)
-            # h_j - W_j a_{j-1} = b_j
-            rows.append(("lin", h, prev, blk.W))
-            row_lo.append(blk.b)
-            row_hi.append(blk.b)
+            # h_j - W_j a_{j-1} = b_j; not for the inactive ReLUs of block 0: there the row
+            # only says l_j <= W_j x + b_j <= u_j, which every x of the box satisfies, and
+            # these dense rows were most of the model (94 % of block 0 on sparse networks)
+            keep = (u > 0) if (j == 0 and blk.relu) else np.ones(n, bool)
+            rows.append(("lin", h[keep], prev, blk.W[keep]))
+            row_lo.append(blk.b[keep])
+            row_hi.append(blk.b[keep])
             if blk.relu:
                 a = n_cols + np.arange(n)
                 n_cols += n

@@ -13,9 +13,9 @@ Pyomo model: thousands of small solves, only the objective changes).
   when it finishes), widened by :data:`MILP_SLACK`. Exact when the solves finish, and the
   only one of the three that sees that the few unstable ReLUs of a sparse first layer
   cannot take all their phases at once: on a 784-256x6 mnist stand-in (eps 0.05) the 6
-  unstable ReLUs of block 0 made the 40 of block 1 exact in 15 s, and alpha-CROWN with
-  those bounds went from 78 and 256 unstable ReLUs in blocks 4 and 5 to 17 and 3, and from
-  margin -442 to +2.1.
+  unstable ReLUs of block 0 made the 40 of block 1 exact in 9 s, and alpha-CROWN with
+  those bounds went from 78 and 256 unstable ReLUs in blocks 4 and 5 to 13 and 0, and from
+  margin -442 to +5.6.
 """
 from __future__ import annotations
 

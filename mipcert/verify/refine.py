@@ -10,17 +10,17 @@ outright and leaves the search fewer unstable ReLUs and smaller Big-M constants:
 * **MILP bounds of the next block** (:func:`mipcert.bounds.obbt.tighten_block_milp`), block
   after block while the ReLUs unstable below it are at most :data:`MILP_REFINE_BINARIES`
   (then each bound is a small MILP, often solved exactly) and within :data:`MILP_SHARE` of
-  the time left, each block followed by alpha-CROWN again. They cost seconds to tens of
-  seconds, so they come only after a first search (:data:`FIRST_SEARCH_SHARE` of the time
-  left) has failed to settle the region; the search then starts again with the new bounds.
-  Before the search, they took 28 s of two sparse 256x4 stand-ins that the search alone
-  settles in 8 and 15 s. The single-neuron relaxation that
-  CROWN, alpha-CROWN and the triangle LP share cannot see that a few unstable ReLUs of an
-  early layer never take all their phases at once; the error compounds layer after layer,
-  so on networks whose first layers are nearly stable (VNN-COMP's mnistfc networks have
-  1-2% of the first layer active) the last layers end almost all unstable. On the sparse
-  784-256x6 stand-in at eps 0.05 (image 19), exact bounds of block 1 took the margins from
-  -442 to +5.6 (13.8 s), where ReLU branch and bound ran out of the minute.
+  the time left, each block followed by alpha-CROWN again. The single-neuron relaxation
+  that CROWN, alpha-CROWN and the triangle LP share cannot see that a few unstable ReLUs of
+  an early layer never take all their phases at once; the error compounds layer after
+  layer, so on networks whose first layers are nearly stable (VNN-COMP's mnistfc network
+  has 1-2 % of its first layer active) the last layers end almost all unstable. On the
+  sparse 784-256x6 stand-in at eps 0.05 (image 19), exact bounds of block 1 took the
+  margins from -442 to +5.6 (77 MILPs, 9 s), where ReLU branch and bound ran out of the
+  minute. They cost seconds to tens of seconds, so they come only after a first search
+  (:data:`FIRST_SEARCH_SHARE` of the time left) has failed to settle the region, and the
+  search then starts again with the new bounds: run before the search, they took 28 s of
+  two sparse 256x4 properties that the search alone settles in 8 and 15 s.
 
 Both return the pending item ``(region, check, bounds, m_lo, m_hi, open_k, rstats)`` with
 its bounds replaced; clauses proved leave ``open_k`` and their bounds go to ``proven``.

@@ -58,13 +58,13 @@ def test_milp_block_bounds_equal_the_exact_bounds(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_time_limited_milp_bounds_hold_on_sampled_inputs(seed):
     """Solves cut short at a tiny time limit still give sound bounds (the dual bound)."""
-    weights, biases, net, lo, hi = random_net(seed, n0=20, hidden=(24, 24, 24))
+    weights, biases, net, lo, hi = random_net(seed, n0=20, hidden=(16, 16, 16))
     stack = net.affine_relu_stack()
     pre = list(compute_bounds(net, lo, hi, "crown").pre)
     xs = np.random.default_rng(seed).uniform(lo, hi, size=(20000, lo.size))
     acts = net.activations(xs)
     for k in (1, 2, 3):
-        for limit in (1e-3, 0.05):
+        for limit in (1e-3, 0.02):
             l, u, _ = tighten_block_milp(stack, pre, k, lo, hi, neuron_limit=limit)
             pre_k = acts[k]
             assert np.all(pre_k >= l - 1e-9) and np.all(pre_k <= u + 1e-9)
@@ -110,10 +110,10 @@ def test_milp_bounds_after_a_solve_on_another_thread_pool():
     h.changeColsCost(1, np.array([0], dtype=np.int32), np.ones(1))
     run_highs(h, threads=2)   # as a clause MILP with --threads 2 would
     assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    weights, biases, net, lo, hi = random_net(5, n0=20, hidden=(24, 24))
+    weights, biases, net, lo, hi = random_net(5, n0=20, hidden=(16, 16))
     stack = net.affine_relu_stack()
     pre = list(compute_bounds(net, lo, hi, "crown").pre)
-    l, u, solves = tighten_block_milp(stack, pre, 1, lo, hi, neuron_limit=5)
+    l, u, solves = tighten_block_milp(stack, pre, 1, lo, hi, neuron_limit=0.2)
     xs = np.random.default_rng(0).uniform(lo, hi, size=(20000, lo.size))
     h1 = net.activations(xs)[1]
     assert solves > 0

@@ -172,6 +172,27 @@ def high_dim_instance(seed, n0=17):
     return weights, biases, net, Specification([Region(lo, hi, clauses)], n0, 3)
 
 
+def verify_against_enumeration(seed):
+    """``verify`` on ``high_dim_instance(seed)``, its verdict, bound and counterexample
+    checked against enumeration; ``(result, verdict)``, or None when the true minimum
+    margin is 0 (then either verdict is right)."""
+    weights, biases, net, spec = high_dim_instance(seed)
+    region = spec.regions[0]
+    best = min(min_clause_margin(weights, biases, region.lo, region.hi, c.C, c.d)[0]
+               for c in region.clauses)
+    if abs(best) < 1e-5:
+        return None
+    res = verify(net, spec, attack=False, timeout=60)
+    expected = "sat" if best < 0 else "unsat"
+    assert res.verdict == expected, (seed, best, res.verdict, res.stats)
+    if expected == "unsat":
+        assert 0 < res.bound <= best + 1e-6
+    else:
+        x, y = res.counterexample
+        assert region.contains(x)[0] and region.margin(net.forward(x))[0] <= 0
+    return res, expected
+
+
 @pytest.mark.slow
 def test_verifier_verdicts_with_relu_split_match_enumeration(monkeypatch):
     # no MILP bounds of the first blocks: on these small networks they settle most
@@ -179,21 +200,12 @@ def test_verifier_verdicts_with_relu_split_match_enumeration(monkeypatch):
     monkeypatch.setattr("mipcert.verify.refine.MILP_REFINE_BINARIES", -1)
     counts = {"sat": 0, "unsat": 0, "relu_split": 0}
     for seed in range(10):
-        weights, biases, net, spec = high_dim_instance(seed)
-        region = spec.regions[0]
-        best = min(min_clause_margin(weights, biases, region.lo, region.hi, c.C, c.d)[0]
-                   for c in region.clauses)
-        if abs(best) < 1e-5:
+        out = verify_against_enumeration(seed)
+        if out is None:
             continue
-        res = verify(net, spec, attack=False, timeout=60)
-        expected = "sat" if best < 0 else "unsat"
-        assert res.verdict == expected, (seed, best, res.verdict, res.stats)
+        res, expected = out
         counts[expected] += 1
         if expected == "unsat":
-            assert 0 < res.bound <= best + 1e-6
             counts["relu_split"] += "relu_split" in res.stats["regions"][0]
-        else:
-            x, y = res.counterexample
-            assert region.contains(x)[0] and region.margin(net.forward(x))[0] <= 0
     assert counts["sat"] >= 2 and counts["unsat"] >= 2, counts
     assert counts["relu_split"] >= 1, counts

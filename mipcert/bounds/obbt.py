@@ -177,7 +177,11 @@ def tighten_block_milp(stack, pre, k, lo, hi, *, deadline=None, neuron_limit=0.5
         return l_k, u_k, 0
     lp = _TriangleLP(stack, pre, k, lo, hi)
     h = _highs_for(lp)
-    _add_binaries(h, lp, stack, pre, k)
+    if _add_binaries(h, lp, stack, pre, k) == 0:
+        # nothing unstable below: an LP (exact here), bounded rigorously from its duals; a
+        # MILP dual bound would not be defined (and the LP's time limit counts differently)
+        left = None if deadline is None else max(deadline - time.perf_counter(), 0.01)
+        return (*tighten_block(stack, pre, k, lo, hi, time_limit=left), 2 * unstable.size)
     h.setOptionValue("mip_rel_gap", 1e-3)
     W, b = stack[k].W, stack[k].b
     cols = lp.out_cols.astype(np.int32)
@@ -218,8 +222,9 @@ def _milp_done():
     return {S.kOptimal, S.kTimeLimit, S.kInterrupt, S.kIterationLimit, S.kSolutionLimit}
 
 
-def _add_binaries(h, lp, stack, pre, k):
-    """The Big-M rows of every ReLU unstable in blocks ``< k`` (columns as in ``lp``)."""
+def _add_binaries(h, lp, stack, pre, k) -> int:
+    """The Big-M rows of every ReLU unstable in blocks ``< k`` (columns as in ``lp``); returns
+    how many binaries were added."""
     import highspy
 
     col, a_cols, h_cols, ls, us = lp.n_in, [], [], [], []
@@ -239,7 +244,7 @@ def _add_binaries(h, lp, stack, pre, k):
     a, hh, l, u = (np.concatenate(x) if x else np.zeros(0) for x in (a_cols, h_cols, ls, us))
     m = a.size
     if m == 0:
-        return
+        return 0
     z = h.getNumCol() + np.arange(m)
     h.addVars(m, np.zeros(m), np.ones(m))
     h.changeColsIntegrality(m, z.astype(np.int32),
@@ -256,3 +261,4 @@ def _add_binaries(h, lp, stack, pre, k):
     A = sp.vstack([A1, A2]).tocsr()
     h.addRows(2 * m, np.full(2 * m, -inf), np.concatenate([np.zeros(m), -l]), A.nnz,
               A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data)
+    return m

@@ -110,3 +110,21 @@ def test_milp_bounds_after_a_solve_on_another_thread_pool():
     assert np.any(l > pre[1][0]) or np.any(u < pre[1][1])   # and it did tighten
     run_highs(h, threads=1)   # and a solve asking for another size still runs
     assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+
+
+def test_milp_bounds_with_nothing_unstable_below():
+    """Block 0 stably active (a large bias), block 1 unstable: no binaries, so the bounds
+    come from the LP (exact: the network below is linear), never from an undefined MILP
+    dual bound; they contain every sampled pre-activation and are attained by some."""
+    rng = np.random.default_rng(3)
+    W0, W1, W2 = rng.normal(size=(5, 20)), rng.normal(size=(6, 5)), rng.normal(size=(2, 6))
+    net = mlp([W0, W1, W2], [np.full(5, 50.0), np.zeros(6), np.zeros(2)])
+    lo, hi = -np.ones(20), np.ones(20)
+    stack = net.affine_relu_stack()
+    pre = list(compute_bounds(net, lo, hi, "crown").pre)
+    assert np.all(pre[0][0] > 0)
+    l, u, _ = tighten_block_milp(stack, pre, 1, lo, hi)
+    # h_1 = W1 (W0 x + 50) is linear on the box: its exact range is W1 W0's row norms
+    M, c = W1 @ W0, W1 @ np.full(5, 50.0)
+    assert np.allclose(u, c + np.abs(M).sum(1), atol=1e-6)
+    assert np.allclose(l, c - np.abs(M).sum(1), atol=1e-6)

@@ -1,4 +1,4 @@
-"""Tighter bounds for the open regions of many inputs (steps 2b and 3b of :mod:`.verifier`).
+"""Tighter bounds for the open regions of many inputs (steps 2b and 3 of :mod:`.verifier`).
 
 A region whose clauses CROWN leaves open and that input splitting will not search (more than
 :data:`~.branch.MAX_SPLIT_DIM` inputs) has its bounds refined, which may prove clauses

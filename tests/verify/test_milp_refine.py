@@ -128,3 +128,25 @@ def test_milp_bounds_with_nothing_unstable_below():
     M, c = W1 @ W0, W1 @ np.full(5, 50.0)
     assert np.allclose(u, c + np.abs(M).sum(1), atol=1e-6)
     assert np.allclose(l, c - np.abs(M).sum(1), atol=1e-6)
+
+
+def test_which_regions_get_milp_bounds_and_the_first_search_cap():
+    """Only wide inputs with few unstable ReLUs in block 0 are refined, and the first search
+    gets a quarter of the time left (30 s without a limit)."""
+    import time
+
+    from mipcert.verify.refine import FIRST_SEARCH_SECONDS, first_search, refinable
+
+    _, _, narrow, lo, hi = random_net(0, n0=3)
+    assert not refinable(narrow, compute_bounds(narrow, lo, hi, "crown"))
+    _, _, wide, lo, hi = random_net(1, n0=20, hidden=(8, 8))
+    b = compute_bounds(wide, lo, hi, "crown")
+    assert refinable(wide, b)
+    b.pre[0] = (np.full(8, -1.0), np.full(8, 1.0))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("mipcert.verify.refine.MILP_REFINE_BINARIES", 7)
+        assert not refinable(wide, b)      # 8 unstable in block 0 > 7
+    end = time.perf_counter() + 40
+    capped = first_search(lambda: end - time.perf_counter())
+    assert 9 < capped() <= 10
+    assert FIRST_SEARCH_SECONDS - 1 < first_search(lambda: None)() <= FIRST_SEARCH_SECONDS

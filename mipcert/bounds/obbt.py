@@ -202,10 +202,11 @@ def tighten_block_milp(stack, pre, k, lo, hi, *, deadline=None, neuron_limit=0.5
             status = h.getModelStatus()
             bound = h.getInfo().mip_dual_bound
             # the dual bound only of a run that ended optimal or at its time limit
-            if run == highspy.HighsStatus.kError or status not in finished \
-                    or not np.isfinite(bound):
+            if run == highspy.HighsStatus.kError or status not in finished:
                 log.warning("MILP bound of block %d neuron %d: %s; keeping the old bound",
                             k, i, status)
+                continue
+            if not np.isfinite(bound):   # stopped before its root LP: nothing proved
                 continue
             val = sign * b[i] + bound - MILP_SLACK * (1 + abs(bound))
             if sign > 0:

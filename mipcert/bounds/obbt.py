@@ -20,6 +20,7 @@ Pyomo model: thousands of small solves, only the objective changes).
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,7 +35,8 @@ class _TriangleLP:
     """The triangle relaxation of blocks ``0..k-1`` as ``row_lo <= A v <= row_hi``.
 
     Columns: ``x`` then, per block ``j < k``, ``h_j`` and (for ReLU blocks) ``a_j``.
-    ``out_cols``: columns holding ``a_{k-1}`` (the input of block ``k``).
+    ``out_cols``: columns holding ``a_{k-1}`` (the input of block ``k``); ``relus``: per ReLU
+    block, its columns ``h_j``, ``a_j`` and bounds ``l_j``, ``u_j`` (``(n_j,)`` each).
     """
 
     def __init__(self, stack, pre, k, lo, hi):
@@ -42,6 +44,7 @@ class _TriangleLP:
         rows, row_lo, row_hi = [], [], []
         n_cols = lo.size
         prev = np.arange(lo.size)
+        self.relus = []
         for j in range(k):
             blk, (l, u) = stack[j], pre[j]
             n = blk.out_size
@@ -59,6 +62,7 @@ class _TriangleLP:
             if blk.relu:
                 a = n_cols + np.arange(n)
                 n_cols += n
+                self.relus.append((h, a, l, u))
                 cols_lo.append(np.maximum(l, 0.0))
                 cols_hi.append(np.maximum(u, 0.0))
                 unstable = (l < 0) & (u > 0)
@@ -76,7 +80,6 @@ class _TriangleLP:
             else:
                 prev = h
         self.n_cols = n_cols
-        self.n_in = lo.size
         self.col_lo, self.col_hi = np.concatenate(cols_lo), np.concatenate(cols_hi)
         self.A = self._assemble(rows)
         self.row_lo, self.row_hi = np.concatenate(row_lo), np.concatenate(row_hi)
@@ -167,8 +170,6 @@ def tighten_block_milp(stack, pre, k, lo, hi, *, deadline=None, neuron_limit=0.5
     ``neuron_limit`` seconds and none starts after ``deadline`` (``time.perf_counter()``):
     the neurons not reached keep their bounds. Returns ``(l_k, u_k, solves)``.
     """
-    import time
-
     import highspy
 
     l_k, u_k = pre[k][0].copy(), pre[k][1].copy()
@@ -177,7 +178,7 @@ def tighten_block_milp(stack, pre, k, lo, hi, *, deadline=None, neuron_limit=0.5
         return l_k, u_k, 0
     lp = _TriangleLP(stack, pre, k, lo, hi)
     h = _highs_for(lp)
-    if _add_binaries(h, lp, stack, pre, k) == 0:
+    if _add_binaries(h, lp) == 0:
         # nothing unstable below: an LP (exact here), bounded rigorously from its duals; a
         # MILP dual bound would not be defined (and the LP's time limit counts differently)
         left = None if deadline is None else max(deadline - time.perf_counter(), 0.01)
@@ -223,26 +224,14 @@ def _milp_done():
     return {S.kOptimal, S.kTimeLimit, S.kInterrupt, S.kIterationLimit, S.kSolutionLimit}
 
 
-def _add_binaries(h, lp, stack, pre, k) -> int:
-    """The Big-M rows of every ReLU unstable in blocks ``< k`` (columns as in ``lp``); returns
+def _add_binaries(h, lp) -> int:
+    """The Big-M rows of every ReLU unstable in the blocks of ``lp`` (its columns); returns
     how many binaries were added."""
     import highspy
 
-    col, a_cols, h_cols, ls, us = lp.n_in, [], [], [], []
-    for j in range(k):
-        n = stack[j].out_size
-        hc = col + np.arange(n)
-        col += n
-        if stack[j].relu:
-            ac = col + np.arange(n)
-            col += n
-            l, u = pre[j]
-            un = np.flatnonzero((l < 0) & (u > 0))
-            a_cols.append(ac[un])
-            h_cols.append(hc[un])
-            ls.append(l[un])
-            us.append(u[un])
-    a, hh, l, u = (np.concatenate(x) if x else np.zeros(0) for x in (a_cols, h_cols, ls, us))
+    unstable = [(l < 0) & (u > 0) for _, _, l, u in lp.relus]
+    hh, a, l, u = (np.concatenate([blk[i][un] for blk, un in zip(lp.relus, unstable)])
+                   if lp.relus else np.zeros(0) for i in (0, 1, 2, 3))
     m = a.size
     if m == 0:
         return 0

@@ -54,12 +54,14 @@ def no_grad_for(x):
     return torch.no_grad()
 
 
-def batch_pre_bounds(network, lo, hi, method: str = "crown", device=None):
+def batch_pre_bounds(network, lo, hi, method: str = "crown", device=None, inherit=None):
     """Pre-activation bounds for a batch of boxes. ``lo, hi``: ``(B, n_0)`` numpy arrays.
 
     Returns ``(pre, lo_t, hi_t)``: ``pre`` a list over blocks of ``(l, u)`` arrays
     ``(B, n_l)``, and the inputs, all of the kind ``device`` asks for (see :func:`as_arrays`).
-    ``method`` is ``ibp`` or ``crown``.
+    ``method`` is ``ibp`` or ``crown``; ``inherit`` (crown only): known bounds of every
+    block per box, numpy ``(B, n_l)`` pairs, to intersect with (see
+    :func:`.propagate.crown`).
     """
     from . import propagate
 
@@ -67,9 +69,12 @@ def batch_pre_bounds(network, lo, hi, method: str = "crown", device=None):
         raise InputError(f"batched bounds support ibp and crown, not {method!r}")
     lo_t, hi_t = as_arrays(device, np.atleast_2d(lo), np.atleast_2d(hi))
     stack = network.affine_relu_stack()
-    fn = propagate.ibp if method == "ibp" else propagate.crown
     with no_grad_for(lo_t):
-        return fn(stack, lo_t, hi_t), lo_t, hi_t
+        if method == "ibp":
+            return propagate.ibp(stack, lo_t, hi_t), lo_t, hi_t
+        if inherit is not None:
+            inherit = [as_arrays(device, l, u) for l, u in inherit]
+        return propagate.crown(stack, lo_t, hi_t, inherit=inherit), lo_t, hi_t
 
 
 def compute_bounds(network, lo, hi, method: str = "crown", device=None,

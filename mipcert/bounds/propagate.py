@@ -95,11 +95,13 @@ def _bmv(M, v):
     return (M @ v[..., None])[..., 0]
 
 
-def crown(stack, lo, hi, device=None, given=None):
+def crown(stack, lo, hi, device=None, given=None, inherit=None):
     """CROWN pre-activation bounds of every block, intersected with IBP layer by layer.
 
     ``given``: optional sound bounds of the first blocks (e.g. from LP tightening), used as
-    they are for those blocks.
+    they are for those blocks. ``inherit``: optional sound bounds of every block, ``(B, n_l)``
+    per box (``-inf / +inf`` where there are none; e.g. those of a larger box that holds
+    it), intersected with each block's bounds before the next block uses them.
     """
     xp, dev = ops(lo), device_of(lo)
     blocks = _tensors(stack, lo)
@@ -117,6 +119,8 @@ def crown(stack, lo, hi, device=None, given=None):
                                xp.zeros(B, 2 * n, dtype=xp.float64, device=dev), lo, hi)
             cl, cu = widen(lb[:, :n], -lb[:, n:])
             il, iu = xp.maximum(il, cl), xp.minimum(iu, cu)
+        if inherit is not None:
+            il, iu = xp.maximum(il, inherit[k][0]), xp.minimum(iu, inherit[k][1])
         pre.append((il, iu))
         a_lo, a_hi = (il.clip(min=0), iu.clip(min=0)) if relu else (il, iu)
     return pre

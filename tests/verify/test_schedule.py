@@ -129,3 +129,47 @@ def test_stand_ins_give_sound_verdicts_and_report_phases(name, sizes, eps, clip)
     assert "bounds" in phases and all(v >= 0 for v in phases.values())
     assert sum(phases.values()) <= res.seconds + 0.5
     check_sound(net, spec, res, samples=2000)
+
+
+def test_cut_choice_breaks_plateaus_instead_of_following_rounding_noise():
+    """Children bounds ``(B=3, n=3, 2)``: the best worse child wins; a gain at rounding-noise
+    level (1e-12) is no gain, so the better child decides, and on a full plateau the widest
+    input (once one input was halved 40 times while nothing was proved)."""
+    from mipcert.verify.branch import _best_cut
+
+    p = -0.0978
+    lb = np.array([
+        [[p, p], [-0.03, -0.02], [p, -0.05]],            # a real gain: input 1
+        [[p + 1e-12, p + 1e-12], [p, -0.02], [p, p]],   # noise on input 0; input 1 helps one side
+        [[p + 1e-12, p], [p, p], [p, p]],               # a plateau: the widest, input 2
+    ])
+    width = np.array([[1.0, 0.5, 0.5], [1e-9, 0.5, 0.5], [1e-9, 0.25, 0.5]])
+    assert _best_cut(lb, width).tolist() == [1, 1, 2]
+
+
+@pytest.mark.parametrize("seed, eps", [(0, 0.1), (1, 0.1), (2, 0.1), (3, 0.2), (4, 0.1), (5, 0.1)])
+def test_alpha_rescue_of_stalled_boxes_keeps_the_search_sound(monkeypatch, seed, eps):
+    """With alpha-CROWN bounding (and passing its block bounds down to the children of) the
+    open boxes from the first round on, input splitting reaches the verdict that CROWN alone
+    reaches, a proved bound holds on 20 000 samples, and a region on which CROWN alone
+    stalls (seed 2: 20 000 boxes, nothing settled) is proved."""
+    import mipcert.verify.branch as branch
+
+    net = random_net([5, 24, 24, 24, 4], seed=seed)
+    spec = robustness(net, np.random.default_rng(seed).uniform(-0.5, 0.5, 5), eps)
+    region = spec.regions[0]
+    check = Witness(net, region)
+    plain = input_split(net, region, check=check, max_boxes=20_000)
+    monkeypatch.setattr(branch, "ALPHA_AFTER", 0.0)
+    monkeypatch.setattr(branch, "ALPHA_SHARE", 100.0)
+    monkeypatch.setattr(branch, "ALPHA_DEPTH_PER_INPUT", 0)
+    rescued = input_split(net, region, check=check, max_boxes=20_000)
+    assert rescued.status in ("proved", "witness")
+    if plain.status != "budget":
+        assert rescued.status == plain.status
+    if rescued.status == "proved":
+        xs = region.lo + (region.hi - region.lo) * np.random.default_rng(1).random((20_000, 5))
+        assert region.margin(net.forward(xs)).min() >= rescued.bound
+    if seed == 2:
+        assert plain.status == "budget" and rescued.status == "proved"
+        assert rescued.state.alpha_boxes > 0

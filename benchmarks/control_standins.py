@@ -11,7 +11,7 @@ learned ones. Properties: a box of radius ``r`` (each state scaled to [-1, 1]) a
 state the network and the teacher agree on, "the action stays the network's choice", at
 three radii.
 
-    python benchmarks/control_standins.py [--states 4] [--timeout 60] [--out FILE]
+    python benchmarks/control_standins.py [--states 4] [--radii 0.01,0.05,0.1] [--timeout 60]
 
 Networks and properties go to ``benchmarks/.cache/control`` (git-ignored); each instance runs
 as its own ``mipcert verify --json`` process; a ``sat`` is re-checked in onnxruntime by the
@@ -80,7 +80,7 @@ def write_property(path: Path, s0, action: int, r: float, n_out: int) -> None:
     tmp.replace(path)
 
 
-def build(states: int) -> list[dict]:
+def build(states: int, radii=RADII) -> list[dict]:
     import torch
 
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def build(states: int) -> list[dict]:
         agree = pred == np.argmax(test @ K.T, axis=1)
         print(f"{name}: imitates its teacher on {agree.mean():.3f} of 2000 states", file=sys.stderr)
         for k in np.flatnonzero(agree)[:states]:
-            for r in RADII:
+            for r in radii:
                 prop = CACHE / f"{name}_state{k}_r{r}.vnnlib"
                 if not prop.exists():
                     write_property(prop, test[k].astype(np.float64), int(pred[k]), r, n_out)
@@ -110,11 +110,13 @@ def build(states: int) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--states", type=int, default=4, help="states per policy")
+    ap.add_argument("--radii", default=",".join(map(str, RADII)),
+                    help="box radii, comma-separated (states scaled to [-1, 1])")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "control_standins.json"))
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
-    rows = build(args.states)
+    rows = build(args.states, [float(r) for r in args.radii.split(",")])
     load_before = os.getloadavg()
     results = []
     for row in rows:

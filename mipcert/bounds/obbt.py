@@ -176,13 +176,14 @@ def tighten_block_milp(stack, pre, k, lo, hi, *, deadline=None, neuron_limit=0.5
     unstable = np.flatnonzero((l_k < 0) & (u_k > 0))
     if k == 0 or unstable.size == 0:
         return l_k, u_k, 0
-    lp = _TriangleLP(stack, pre, k, lo, hi)
-    h = _highs_for(lp)
-    if _add_binaries(h, lp) == 0:
+    if not any(blk.relu and ((l < 0) & (u > 0)).any() for blk, (l, u) in zip(stack[:k], pre)):
         # nothing unstable below: an LP (exact here), bounded rigorously from its duals; a
         # MILP dual bound would not be defined (and the LP's time limit counts differently)
         left = None if deadline is None else max(deadline - time.perf_counter(), 0.01)
         return (*tighten_block(stack, pre, k, lo, hi, time_limit=left), 2 * unstable.size)
+    lp = _TriangleLP(stack, pre, k, lo, hi)
+    h = _highs_for(lp)
+    _add_binaries(h, lp)
     h.setOptionValue("mip_rel_gap", 1e-3)
     W, b = stack[k].W, stack[k].b
     cols = lp.out_cols.astype(np.int32)
@@ -226,7 +227,7 @@ def _milp_done():
 
 def _add_binaries(h, lp) -> int:
     """The Big-M rows of every ReLU unstable in the blocks of ``lp`` (its columns); returns
-    how many binaries were added."""
+    how many binaries were added (callers check beforehand that there are some)."""
     import highspy
 
     unstable = [(l < 0) & (u > 0) for _, _, l, u in lp.relus]

@@ -27,6 +27,7 @@ its bounds replaced; clauses proved leave ``open_k`` and their bounds go to ``pr
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -121,7 +122,7 @@ def refine_milp(network, item, left, device, proven):
                                               deadline=deadline,
                                               neuron_limit=MILP_NEURON_LIMIT)
             pre[k] = (l, u)
-            b = type(b)(b.input_lo, b.input_hi, pre, b.method, b.seconds, b.relu_layers)
+            b = dataclasses.replace(b, pre=pre)
             step = {"block": k, "binaries": below, "solves": solves,
                     "unstable_before": before, "unstable_after": _unstable(l, u),
                     "seconds": round(time.perf_counter() - t, 3)}

@@ -45,7 +45,7 @@ from .branch import MAX_SPLIT_DIM
 from .falsify import falsify
 from .refine import first_search, refinable, refine_alpha, refine_milp
 from .result import VerificationResult
-from .schedule import SOLVER_PROOF_MARGIN, RegionOutcome, RegionRun  # noqa: F401
+from .schedule import SOLVER_PROOF_MARGIN, RegionOutcome, RegionRun  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from vnncomp_timing import VNNCOMP, run_row, write_results  # noqa: E402
+from vnncomp_timing import VNNCOMP, run_rows, write_results  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "acasxu_perturbed"
 NETWORKS = ("3_2", "4_5", "5_5")
@@ -101,16 +101,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = build([float(s) for s in args.scales.split(",")], args.seeds)
     load_before = os.getloadavg()
-    results = []
-    for row in rows:
-        rec = run_row(row, args.timeout, ("network", "scale", "seed", "property"))
+
+    def check(row, rec):
         if args.check and rec["verdict"] == "unsat":
             rec["milp_check"] = milp_check(row, args.check)
-        results.append(rec)
-        save(args, results, load_before)
-        print(f"{rec['onnx']:32s} {rec['vnnlib']:14s} {rec['verdict']:9s} "
-              f"{rec['wall_seconds']:6.2f} s  {rec.get('decided_by') or '-':8s} "
-              f"check={rec.get('milp_check', '-')}", flush=True)
+
+    results = run_rows(rows, args.timeout, ("network", "scale", "seed", "property"),
+                       save=lambda res: save(args, res, load_before), extra=check)
     print(json.dumps(save(args, results, load_before)))
     return 0
 

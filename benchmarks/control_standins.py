@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from vnncomp_timing import run_row, write_results  # noqa: E402
+from vnncomp_timing import run_rows, write_results  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "control"
 # name: (inputs, hidden widths, actions)
@@ -118,12 +118,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = build(args.states, [float(r) for r in args.radii.split(",")])
     load_before = os.getloadavg()
-    results = []
-    for row in rows:
-        results.append(run_row(row, args.timeout, ("network", "state", "radius")))
-        rec = results[-1]
-        print(f"{rec['onnx']:18s} {rec['vnnlib']:32s} {rec['verdict']:9s} "
-              f"{rec['wall_seconds']:6.2f} s  {rec.get('decided_by') or '-'}", flush=True)
+    results = run_rows(rows, args.timeout, ("network", "state", "radius"))
     walls = [r["wall_seconds"] for r in results]
     summary = {"instances": len(results),
                "settled": sum(r["verdict"] in ("sat", "unsat") for r in results),

@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from vnncomp_timing import VNNCOMP, run_row, write_results  # noqa: E402
+from vnncomp_timing import VNNCOMP, run_rows, write_results  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "mnistfc"
 DEPTHS = (2, 4, 6)
@@ -244,14 +244,8 @@ def main(argv=None) -> int:
     if args.only:
         rows = [r for r in rows if args.only in r["onnx"] + r["vnnlib"]]
     load_before = os.getloadavg()
-    results = []
-    for row in rows:
-        rec = run_row(row, args.timeout, ("kind", "network", "eps", "image"))
-        results.append(rec)
-        save(args, results, load_before)   # after every instance: a cut-short run keeps its rows
-        print(f"{rec['onnx']:34s} {rec['vnnlib']:22s} {rec['expected'] or '?':6s} "
-              f"{rec['verdict']:9s} {rec['wall_seconds']:6.2f} s  {rec.get('decided_by') or '-':6s}"
-              f" {rec.get('phases')}", flush=True)
+    results = run_rows(rows, args.timeout, ("kind", "network", "eps", "image"),
+                       save=lambda res: save(args, res, load_before))
     print(json.dumps(save(args, results, load_before)))
     return 0
 

@@ -71,6 +71,25 @@ def run_row(row, timeout: float, keys) -> dict:
     return rec
 
 
+def run_rows(rows, timeout: float, keys, save=None, extra=None) -> list[dict]:
+    """Every row by :func:`run_row`, in order: ``extra(row, rec)`` may add fields,
+    ``save(results)`` runs after each instance (a cut-short run keeps its rows), and one
+    line per instance is printed. Returns the records."""
+    results = []
+    for row in rows:
+        rec = run_row(row, timeout, keys)
+        if extra is not None:
+            extra(row, rec)
+        results.append(rec)
+        if save is not None:
+            save(results)
+        check = f" check={rec['milp_check']}" if "milp_check" in rec else ""
+        print(f"{rec['onnx']:34s} {rec['vnnlib']:32s} {rec['expected'] or '?':6s} "
+              f"{rec['verdict']:9s} {rec['wall_seconds']:6.2f} s  "
+              f"{rec.get('decided_by') or '-':10s}{check} {rec.get('phases')}", flush=True)
+    return results
+
+
 def write_results(out: Path, summary: dict, results: list, load_before, **meta) -> None:
     """Write ``{"meta", "summary", "results"}`` to ``out`` atomically; ``meta`` gets the
     machine, its load before and now, the date and the commit besides the given fields."""

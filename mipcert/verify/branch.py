@@ -20,8 +20,8 @@ while the volume stayed unproved (a perturbed ACAS Xu network: 91.9% proved afte
 still after 90 s).
 
 Where CROWN stalls, alpha-CROWN rescues: once the search has spent :data:`ALPHA_AFTER`
-seconds, open boxes cut at least twice per input on average are bounded one by one by
-alpha-CROWN (:func:`mipcert.bounds.alpha.alpha_crown`, its intermediate layers optimised
+seconds, open boxes cut at least twice per input on average are bounded by
+alpha-CROWN, a batch at a time (:func:`mipcert.bounds.alpha.alpha_crown`, its intermediate layers optimised
 too), the largest first, within :data:`ALPHA_SHARE` of the CROWN time. A box it proves is
 closed; otherwise its bound rises to alpha's (both are sound), it is not tried again, and
 its block bounds pass down to every box cut from it (a sub-box's bounds lie inside them),
@@ -56,6 +56,9 @@ ALPHA_DEPTH_PER_INPUT = 2
 # Adam steps per layer of each rescue: 8 rescue twice the boxes of 20 in the same time and
 # proved more of the stalled ACAS Xu volume (99.998 % against 99.980 % in 60 s).
 ALPHA_STEPS = 8
+# Boxes per alpha-CROWN call: one call on 32 boxes costs 0.012 s a box against 0.03 s for
+# one box alone (ACAS Xu, 6x50 ReLUs; per-call overhead amortised).
+ALPHA_BATCH = 32
 
 
 @dataclass
@@ -201,40 +204,41 @@ def _pick(st: SplitState, batch: int):
 
 
 def _alpha_rescue(network, region, st: SplitState, deadline, device, n) -> None:
-    """Bound qualifying open boxes by alpha-CROWN (see module doc), the largest first and
-    among equals the lowest bound, while its time is within ALPHA_SHARE of the CROWN
-    rounds' and before ``deadline``."""
+    """Bound qualifying open boxes by alpha-CROWN (see module doc), :data:`ALPHA_BATCH` at
+    a time in one batched call, the largest first and among equals the lowest bounds, while
+    its time is within ALPHA_SHARE of the CROWN rounds' and before ``deadline``."""
     from ..bounds.alpha import alpha_crown
 
     stack = network.affine_relu_stack()
     while st.alpha_seconds < ALPHA_SHARE * st.crown_seconds:
         if deadline is not None and time.perf_counter() > deadline:
             return
-        ok = ~st.tried & (st.depth >= ALPHA_DEPTH_PER_INPUT * n)
-        if not ok.any():
+        cand = np.flatnonzero(~st.tried & (st.depth >= ALPHA_DEPTH_PER_INPUT * n))
+        if not cand.size:
             return
-        cand = np.flatnonzero(ok)
-        i = int(cand[np.lexsort((st.prio[cand], st.depth[cand]))[0]])   # largest, then worst
+        idx = cand[np.lexsort((st.prio[cand], st.depth[cand]))[:ALPHA_BATCH]]
         t = time.perf_counter()
-        lo, hi = st.lo[i], st.hi[i]
-        pre = batch_pre_bounds(network, lo[None], hi[None], "crown", None,
-                               _inherited(st.inherit[i:i + 1], 1))[0]
-        pre = [(to_numpy(l)[0], to_numpy(u)[0]) for l, u in pre]
+        lo, hi = st.lo[idx], st.hi[idx]
+        pre = batch_pre_bounds(network, lo, hi, "crown", None, _inherited(st.inherit[idx], 1))[0]
+        pre = [(to_numpy(l), to_numpy(u)) for l, u in pre]
         pre, margins = alpha_crown(stack, lo, hi, pre, region.clauses, iters=ALPHA_STEPS,
                                    device=device, deadline=deadline)
-        m = float(margins.min())
+        m = margins.min(axis=1)
         st.alpha_seconds += time.perf_counter() - t
-        st.alpha_boxes += 1
-        if m > 0:
-            st.alpha_proved += 1
-            st.bound = min(st.bound, m)
-            st.proved_fraction += float(np.exp2(-st.depth[i]))
-            keep = np.arange(st.lo.shape[0]) != i
+        st.alpha_boxes += idx.size
+        proved = m > 0
+        for b, i in enumerate(idx):   # children's CROWN starts from alpha's bounds
+            st.inherit[i] = [(l[b], u[b]) for l, u in pre]
+        st.prio[idx] = np.maximum(st.prio[idx], m)
+        st.tried[idx] = True
+        if proved.any():
+            st.alpha_proved += int(proved.sum())
+            st.bound = min(st.bound, float(m[proved].min()))
+            st.proved_fraction += float(np.exp2(-st.depth[idx[proved]]).sum())
+            keep = np.ones(st.lo.shape[0], dtype=bool)
+            keep[idx[proved]] = False
             st.lo, st.hi, st.prio = st.lo[keep], st.hi[keep], st.prio[keep]
             st.depth, st.tried, st.inherit = st.depth[keep], st.tried[keep], st.inherit[keep]
-        else:
-            st.prio[i], st.tried[i] = max(st.prio[i], m), True
-            st.inherit[i] = pre   # its children's CROWN starts from alpha's bounds
 
 
 def _inherited(entries, repeat: int):

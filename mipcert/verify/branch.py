@@ -28,6 +28,16 @@ its block bounds pass down to every box cut from it (a sub-box's bounds lie insi
 where CROWN intersects its own with them. On that ACAS Xu network, whose property 2 holds
 by a margin of 0.001-0.04 along a thin sheet, CROWN left the worst boxes at -0.11 however
 they were cut, and alpha-CROWN bounded them at the sampled minimum (exact).
+
+Where alpha-CROWN fails too, the caller's exact solve finishes (``leaf``: the margin MILP
+of the box, :class:`mipcert.verify.schedule._LeafMilp`): boxes alpha-CROWN failed on with
+at most :data:`LEAF_MAX_UNSTABLE` unstable ReLUs under its bounds, the fewest first, within
+:data:`LEAF_SHARE` of the bounding time. A proved box is closed, a confirmed witness ends
+the search, a box not settled within the solve's time limit is split on. On the perturbed
+ACAS Xu networks whose property 2 holds by a hair, CROWN and alpha-CROWN left every deep box
+at -0.02..0 while the MILP of each (13-28 unstable ReLUs, 0.05-0.8 s) proved it with its
+true minimum 0.001-0.01: relaxation error, not a thin margin, kept them open. Each stage
+is tried once on a box (``SplitState.stage``); its children start again from CROWN.
 """
 from __future__ import annotations
 
@@ -59,6 +69,12 @@ ALPHA_STEPS = 8
 # Boxes per alpha-CROWN call: one call on 32 boxes costs 0.012 s a box against 0.03 s for
 # one box alone (ACAS Xu, 6x50 ReLUs; per-call overhead amortised).
 ALPHA_BATCH = 32
+# Exact leaf solves (the caller's MILP) of boxes alpha-CROWN failed on with at most this
+# many unstable ReLUs, within this share of the bounding (CROWN + alpha) time.
+LEAF_MAX_UNSTABLE = 40
+LEAF_SHARE = 1.0
+# What has been tried on an open box.
+STAGE_CROWN, STAGE_ALPHA, STAGE_LEAF = 0, 1, 2
 
 
 @dataclass
@@ -75,13 +91,17 @@ class SplitState:
     boxes: int = 0
     proved_fraction: float = 0.0
     seconds: float = 0.0
-    tried: np.ndarray | None = None   # (N,) bool: alpha-CROWN already bounded the box
+    stage: np.ndarray | None = None   # (N,) int8: STAGE_CROWN, STAGE_ALPHA (alpha-CROWN
+                                      # failed on the box) or STAGE_LEAF (so did the MILP)
     inherit: np.ndarray | None = None  # (N,) object: None, or alpha-CROWN's block bounds
                                        # of the box or of a box that holds it
     crown_seconds: float = 0.0
     alpha_seconds: float = 0.0
     alpha_boxes: int = 0
     alpha_proved: int = 0
+    leaf_seconds: float = 0.0
+    leaf_boxes: int = 0
+    leaf_proved: int = 0
 
 
 @dataclass
@@ -106,7 +126,8 @@ def _margin_lower_bounds(network, region, lo, hi, device, inherit=None):
 
 
 def input_split(network, region, *, check, deadline=None, max_boxes: int = 400_000,
-                batch: int = 48, device=None, state: SplitState | None = None) -> SplitResult:
+                batch: int = 48, device=None, state: SplitState | None = None,
+                leaf=None) -> SplitResult:
     """Prove or falsify ``region`` by splitting its box (see module doc).
 
     ``check(x) -> bool`` confirms witnesses; ``deadline``: ``time.perf_counter()`` limit,
@@ -114,6 +135,9 @@ def input_split(network, region, *, check, deadline=None, max_boxes: int = 400_0
     ``max_boxes``: budget of bounded sub-boxes before giving the rest back; ``batch``:
     parent boxes split per round (each gives ``2 n`` candidate children). ``state``: the
     search returned by an earlier call (``result.state``), resumed where it stopped.
+    ``leaf(lo, hi, pre, deadline) -> (status, bound)``: an exact solve of one box with the
+    block bounds ``pre`` (status ``'proved'`` with a sound lower bound of the margin,
+    ``'witness'`` once ``check`` confirmed one, else ``'open'``); None: no leaf solves.
     """
     t0 = time.perf_counter()
     n = region.lo.size
@@ -126,17 +150,19 @@ def input_split(network, region, *, check, deadline=None, max_boxes: int = 400_0
             state.lo, state.hi, state.prio, state.depth = lo_q[:0], hi_q[:0], prio[:0], state.depth[:0]
             return SplitResult("proved", float(prio[0]), 1, lo_q[:0], hi_q[:0], state)
     try:
-        return _split_loop(network, region, state, check, deadline, max_boxes, batch, device, n)
+        return _split_loop(network, region, state, check, deadline, max_boxes, batch, device, n,
+                           leaf)
     finally:
         state.seconds += time.perf_counter() - t0
 
 
-def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, batch, device, n):
+def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, batch, device, n,
+                leaf):
     def result(status):
         return SplitResult(status, st.bound, st.boxes, st.lo, st.hi, st)
 
-    if st.tried is None:
-        st.tried = np.zeros(st.lo.shape[0], dtype=bool)
+    if st.stage is None:
+        st.stage = np.full(st.lo.shape[0], STAGE_CROWN, dtype=np.int8)
         st.inherit = np.full(st.lo.shape[0], None, dtype=object)
     while st.lo.shape[0]:
         if st.boxes >= max_boxes:
@@ -146,7 +172,7 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
         lo, hi, depth, prio = st.lo[take], st.hi[take], st.depth[take], st.prio[take]
         st.lo, st.hi, st.prio, st.depth = st.lo[rest], st.hi[rest], st.prio[rest], st.depth[rest]
         parents = st.inherit[take]
-        st.tried, st.inherit = st.tried[rest], st.inherit[rest]
+        st.stage, st.inherit = st.stage[rest], st.inherit[rest]
         B = lo.shape[0]
         # every box split along every input: children (B, n, 2)
         mid = (lo + hi) / 2
@@ -173,13 +199,15 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
         ch_lo, ch_hi, ch_lb, ch_depth = ch_lo[~proved], ch_hi[~proved], ch_lb[~proved], ch_depth[~proved]
         st.lo, st.hi = np.vstack([st.lo, ch_lo]), np.vstack([st.hi, ch_hi])
         st.prio, st.depth = np.concatenate([st.prio, ch_lb]), np.concatenate([st.depth, ch_depth])
-        st.tried = np.concatenate([st.tried, np.zeros(ch_lb.shape[0], dtype=bool)])
+        st.stage = np.concatenate([st.stage, np.full(ch_lb.shape[0], STAGE_CROWN, np.int8)])
         st.inherit = np.concatenate([st.inherit, np.repeat(parents, 2)[~proved]])
         if ch_lo.shape[0] and _find_witness(network, region, ch_lo, ch_hi, ch_lb, check):
             return result("witness")
         st.crown_seconds += time.perf_counter() - t_round
         if st.crown_seconds >= ALPHA_AFTER:
             _alpha_rescue(network, region, st, deadline, device, n)
+            if leaf is not None and _leaf_solves(st, leaf, deadline):
+                return result("witness")
         # checked after the round, so that every call (a resumed one too) makes progress
         if st.lo.shape[0] and deadline is not None and time.perf_counter() > deadline:
             return result("timeout")
@@ -213,7 +241,7 @@ def _alpha_rescue(network, region, st: SplitState, deadline, device, n) -> None:
     while st.alpha_seconds < ALPHA_SHARE * st.crown_seconds:
         if deadline is not None and time.perf_counter() > deadline:
             return
-        cand = np.flatnonzero(~st.tried & (st.depth >= ALPHA_DEPTH_PER_INPUT * n))
+        cand = np.flatnonzero((st.stage == STAGE_CROWN) & (st.depth >= ALPHA_DEPTH_PER_INPUT * n))
         if not cand.size:
             return
         idx = cand[np.lexsort((st.prio[cand], st.depth[cand]))[:ALPHA_BATCH]]
@@ -230,15 +258,58 @@ def _alpha_rescue(network, region, st: SplitState, deadline, device, n) -> None:
         for b, i in enumerate(idx):   # children's CROWN starts from alpha's bounds
             st.inherit[i] = [(l[b], u[b]) for l, u in pre]
         st.prio[idx] = np.maximum(st.prio[idx], m)
-        st.tried[idx] = True
+        st.stage[idx] = STAGE_ALPHA
         if proved.any():
             st.alpha_proved += int(proved.sum())
             st.bound = min(st.bound, float(m[proved].min()))
             st.proved_fraction += float(np.exp2(-st.depth[idx[proved]]).sum())
-            keep = np.ones(st.lo.shape[0], dtype=bool)
-            keep[idx[proved]] = False
-            st.lo, st.hi, st.prio = st.lo[keep], st.hi[keep], st.prio[keep]
-            st.depth, st.tried, st.inherit = st.depth[keep], st.tried[keep], st.inherit[keep]
+            _drop(st, idx[proved])
+
+
+def _leaf_solves(st: SplitState, leaf, deadline) -> bool:
+    """Solve exactly, by ``leaf``, the boxes alpha-CROWN failed on that have at most
+    :data:`LEAF_MAX_UNSTABLE` unstable ReLUs under its bounds, the fewest first (the
+    cheapest MILPs) and among equals the largest, while the leaf time is within
+    :data:`LEAF_SHARE` of the bounding time; True when a witness was confirmed."""
+    cand = np.flatnonzero(st.stage == STAGE_ALPHA)
+    if not cand.size:
+        return False
+    unstable = np.array([sum(int(((l < 0) & (u > 0)).sum()) for l, u in st.inherit[i])
+                         for i in cand])
+    ok = unstable <= LEAF_MAX_UNSTABLE
+    st.stage[cand[~ok]] = STAGE_LEAF   # too many for a quick MILP: splitting goes on
+    cand, unstable = cand[ok], unstable[ok]
+    done = []
+    try:
+        for i in cand[np.lexsort((st.depth[cand], unstable))]:
+            if st.leaf_seconds >= LEAF_SHARE * (st.crown_seconds + st.alpha_seconds):
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            t = time.perf_counter()
+            status, bound = leaf(st.lo[i], st.hi[i], st.inherit[i], deadline)
+            st.leaf_seconds += time.perf_counter() - t
+            st.leaf_boxes += 1
+            if status == "witness":
+                return True
+            if status == "proved":
+                st.leaf_proved += 1
+                st.bound = min(st.bound, bound)
+                st.proved_fraction += float(np.exp2(-st.depth[i]))
+                done.append(i)
+            else:
+                st.stage[i] = STAGE_LEAF   # not within its time limit: splitting goes on
+    finally:
+        _drop(st, np.array(done, dtype=int))
+    return False
+
+
+def _drop(st: SplitState, idx) -> None:
+    """Remove the open boxes ``idx`` (proved)."""
+    keep = np.ones(st.lo.shape[0], dtype=bool)
+    keep[idx] = False
+    st.lo, st.hi, st.prio = st.lo[keep], st.hi[keep], st.prio[keep]
+    st.depth, st.stage, st.inherit = st.depth[keep], st.stage[keep], st.inherit[keep]
 
 
 def _inherited(entries, repeat: int):

@@ -62,6 +62,9 @@ SMALL_NETWORK_RELUS = 64
 # layers, runs 17-23 s before the first node (784-256x4 and 784-256x2 stand-ins, 0.25 s
 # limit); without it the root LP starts at once (2 s) and the time slices mean something.
 HIGHS_OPTIONS = {"presolve": "off"}
+# Seconds per clause of the exact MILP of one input-split box (:class:`_LeafMilp`); on the
+# stalled perturbed ACAS Xu boxes (10-40 unstable ReLUs) they took 0.05-0.8 s.
+LEAF_TIME_LIMIT = 1.0
 
 
 @dataclass
@@ -151,6 +154,53 @@ class _Milp:
                         "confirmed in float64", out.value, k)
         self.open.remove(k)
         self.stuck.add(k)
+
+
+class _LeafMilp:
+    """The exact solve of one input-split box (see :func:`.branch.input_split`): the margin
+    MILP of the sub-box, its Big-M constants from the box's own (alpha-CROWN) bounds, one
+    solve per clause of at most :data:`LEAF_TIME_LIMIT` seconds. Proved when every clause's
+    proven bound clears :data:`SOLVER_PROOF_MARGIN`; a MIP incumbent with margin <= 0 is
+    confirmed by the region's ``check`` (float64) as a witness."""
+
+    def __init__(self, network, region, check, relaxation, solver, threads=None):
+        self.network, self.region, self.check = network, region, check
+        self.relaxation, self.solver, self.threads = relaxation, solver, threads
+
+    def __call__(self, lo, hi, pre, deadline):
+        from ..bounds.result import Bounds
+        from ..encode import build_margin_model
+        from ..solve import PersistentSolver
+        from ..spec import Region
+
+        stack = self.network.affine_relu_stack()
+        box = Region(lo, hi, self.region.clauses)
+        bounds = Bounds(lo, hi, list(pre), "alpha", relu_layers=[b.relu for b in stack])
+        model, margins = build_margin_model(self.network, bounds, box, self.relaxation)
+        engine = PersistentSolver(model, self.solver, threads=self.threads)
+        check = self.check
+
+        def on_incumbent(get):
+            x = np.clip(get(model.net.inputs), lo, hi)
+            if check(x):
+                return True
+            x2, m2 = polish(self.network, box, x)
+            return bool(m2 <= 0 and check(x2))
+
+        worst = np.inf
+        for e in margins:
+            limit = LEAF_TIME_LIMIT
+            if deadline is not None:
+                limit = max(min(limit, deadline - time.perf_counter()), 0.01)
+            engine.set_objective(e, sense="min")
+            out = engine.solve(time_limit=limit, stop_bound=SOLVER_PROOF_MARGIN,
+                               on_incumbent=on_incumbent)
+            if check.found is not None:
+                return "witness", -np.inf
+            if not out.bound > SOLVER_PROOF_MARGIN:
+                return "open", -np.inf
+            worst = min(worst, out.bound)
+        return "proved", worst
 
 
 def _start_point(network, region, k, model, margin_var):
@@ -287,6 +337,8 @@ class RegionRun:
         relu = _ReluSplit(self, milp) if (exact and not can_split
                                           and _relu_splittable(self.network)) else None
         branching = can_split or relu is not None
+        leaf = _LeafMilp(self.network, self.region, self.check, self.relaxation, self.solver,
+                         self.threads) if can_split else None
         self.rstats["solves"] = self.solves
         state = None
         split_status = None
@@ -327,7 +379,8 @@ class RegionRun:
                 t = time.perf_counter()
                 slice_end = t + split_slice if left is None else t + min(split_slice, left)
                 res = input_split(self.network, self.region, check=self.check,
-                                  deadline=slice_end, device=self.device, state=state)
+                                  deadline=slice_end, device=self.device, state=state,
+                                  leaf=leaf)
                 self.add_phase("split", time.perf_counter() - t)
                 state, split_status = res.state, res.status
                 self.rstats["split"] = {"status": res.status, "boxes": res.boxes,
@@ -335,7 +388,10 @@ class RegionRun:
                                         "seconds": round(state.seconds, 4),
                                         "alpha_boxes": state.alpha_boxes,
                                         "alpha_proved": state.alpha_proved,
-                                        "alpha_seconds": round(state.alpha_seconds, 4)}
+                                        "alpha_seconds": round(state.alpha_seconds, 4),
+                                        "milp_boxes": state.leaf_boxes,
+                                        "milp_proved": state.leaf_proved,
+                                        "milp_seconds": round(state.leaf_seconds, 4)}
                 if res.status == "witness":
                     return RegionOutcome("witness", [], "split")
                 if res.status == "proved":

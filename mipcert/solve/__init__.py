@@ -103,15 +103,24 @@ class PersistentSolver:
 
     def set_objective(self, expr: Any, sense: str = "min") -> None:
         """Replace the objective with ``expr`` (a Pyomo linear or quadratic expression)."""
+        self.use_objective(self.compile_objective(expr, sense))
+
+    def compile_objective(self, expr: Any, sense: str = "min"):
+        """``expr`` compiled for :meth:`use_objective`. The two halves of
+        :meth:`set_objective`: this one reads the Pyomo model, ``use_objective`` touches
+        only the solver, so a model built in one thread can be solved in another."""
         if sense not in ("min", "max"):
             raise SolverError(f"sense must be 'min' or 'max', not {sense!r}")
         registry = self.sf.registry
         e = compile_expression(expr, registry, "objective")
         self._register()
-        n = len(registry.variables)
-        c = np.zeros(n)
+        c = np.zeros(len(registry.variables))
         np.add.at(c, np.asarray(e.cols, np.int64), e.coefs)
-        self.backend.set_objective(c, e.constant, sense, e.quad)
+        return c, e.constant, sense, e.quad
+
+    def use_objective(self, compiled) -> None:
+        """Make a :meth:`compile_objective` result the objective."""
+        self.backend.set_objective(*compiled)
         self._has_objective = True
 
     def reset(self) -> bool:

@@ -31,19 +31,23 @@ they were cut, and alpha-CROWN bounded them at the sampled minimum (exact).
 
 Where alpha-CROWN fails too, the caller's exact solve finishes (``leaf``: the margin MILP
 of the box, :class:`mipcert.verify.schedule._LeafMilp`): boxes alpha-CROWN failed on with
-at most :data:`LEAF_MAX_UNSTABLE` unstable ReLUs under its bounds, the fewest first, within
-:data:`LEAF_SHARE` of the bounding time. A proved box is closed, a confirmed witness ends
-the search, a box not settled within the solve's time limit is split on. On the perturbed
-ACAS Xu networks whose property 2 holds by a hair, CROWN and alpha-CROWN left every deep box
-at -0.02..0 while the MILP of each (13-28 unstable ReLUs, 0.05-0.8 s) proved it with its
-true minimum 0.001-0.01: relaxation error, not a thin margin, kept them open. Each stage
-is tried once on a box (``SplitState.stage``); its children start again from CROWN.
+at most :data:`LEAF_MAX_UNSTABLE` unstable ReLUs under its bounds, the fewest first, are
+solved on a worker thread while the search goes on (the solver releases the GIL: two
+cores). A proved box is closed, a confirmed witness ends the search, a box not settled
+within the solve's time limit goes back to be split on. On the perturbed ACAS Xu networks
+whose property 2 holds by a hair, CROWN and alpha-CROWN left every deep box at -0.02..0
+while the MILP of each (13-28 unstable ReLUs, 0.05-0.8 s) proved it with its true minimum
+0.001-0.01: relaxation error, not a thin margin, kept them open. Each stage is tried once
+on a box (``SplitState.stage``); its children start again from CROWN. The worker is
+stopped by ``SplitState.close()``.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,10 +73,11 @@ ALPHA_STEPS = 8
 # Boxes per alpha-CROWN call: one call on 32 boxes costs 0.012 s a box against 0.03 s for
 # one box alone (ACAS Xu, 6x50 ReLUs; per-call overhead amortised).
 ALPHA_BATCH = 32
-# Exact leaf solves (the caller's MILP) of boxes alpha-CROWN failed on with at most this
-# many unstable ReLUs, within this share of the bounding (CROWN + alpha) time.
+# Exact leaf solves (the caller's MILP, on a worker thread) of boxes alpha-CROWN failed on
+# with at most this many unstable ReLUs; at most LEAF_QUEUE boxes with the worker at once
+# (one solving, one ready, so that it never waits for the search).
 LEAF_MAX_UNSTABLE = 40
-LEAF_SHARE = 1.0
+LEAF_QUEUE = 8
 # What has been tried on an open box.
 STAGE_CROWN, STAGE_ALPHA, STAGE_LEAF = 0, 1, 2
 
@@ -102,6 +107,32 @@ class SplitState:
     leaf_seconds: float = 0.0
     leaf_boxes: int = 0
     leaf_proved: int = 0
+    pending: list = field(default_factory=list)   # [_Pending]: boxes with the leaf worker
+    worker: object = None   # the leaf worker (a one-thread executor), made on first use
+    stop: object = None     # threading.Event that ends the worker's solves (close())
+
+    def close(self) -> None:
+        """Stop the leaf worker: queued solves are dropped, a running one ends at its next
+        incumbent or clause, and no result of either is used. Call when the search is over."""
+        if self.stop is not None:
+            self.stop.set()
+        for p in self.pending:
+            p.future.cancel()
+        self.pending = []
+        if self.worker is not None:
+            self.worker.shutdown(wait=False)
+            self.worker = None
+
+
+@dataclass
+class _Pending:
+    """A box handed to the leaf worker, out of the open arrays until its solve returns."""
+    future: object
+    lo: np.ndarray
+    hi: np.ndarray
+    prio: float
+    depth: float
+    pre: list
 
 
 @dataclass
@@ -164,7 +195,15 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
     if st.stage is None:
         st.stage = np.full(st.lo.shape[0], STAGE_CROWN, dtype=np.int8)
         st.inherit = np.full(st.lo.shape[0], None, dtype=object)
-    while st.lo.shape[0]:
+    while st.lo.shape[0] or st.pending:
+        if _collect(st):
+            return result("witness")
+        if not st.lo.shape[0]:   # every open box is with the leaf worker: wait for one
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                return result("timeout")
+            wait([p.future for p in st.pending], timeout=left, return_when=FIRST_COMPLETED)
+            continue
         if st.boxes >= max_boxes:
             return result("budget")
         t_round = time.perf_counter()
@@ -206,10 +245,11 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
         st.crown_seconds += time.perf_counter() - t_round
         if st.crown_seconds >= ALPHA_AFTER:
             _alpha_rescue(network, region, st, deadline, device, n)
-            if leaf is not None and _leaf_solves(st, leaf, deadline):
-                return result("witness")
+            if leaf is not None:
+                _submit_leaves(st, leaf)
         # checked after the round, so that every call (a resumed one too) makes progress
-        if st.lo.shape[0] and deadline is not None and time.perf_counter() > deadline:
+        if (st.lo.shape[0] or st.pending) and deadline is not None \
+                and time.perf_counter() > deadline:
             return result("timeout")
     log.info("input split proved the region with %d sub-boxes (bound %.3g)", st.boxes, st.bound)
     st.proved_fraction = 1.0
@@ -266,41 +306,69 @@ def _alpha_rescue(network, region, st: SplitState, deadline, device, n) -> None:
             _drop(st, idx[proved])
 
 
-def _leaf_solves(st: SplitState, leaf, deadline) -> bool:
-    """Solve exactly, by ``leaf``, the boxes alpha-CROWN failed on that have at most
-    :data:`LEAF_MAX_UNSTABLE` unstable ReLUs under its bounds, the fewest first (the
-    cheapest MILPs) and among equals the largest, while the leaf time is within
-    :data:`LEAF_SHARE` of the bounding time; True when a witness was confirmed."""
+def _submit_leaves(st: SplitState, leaf) -> None:
+    """Hand the leaf worker, up to :data:`LEAF_QUEUE` at a time, the boxes alpha-CROWN failed
+    on that have at most :data:`LEAF_MAX_UNSTABLE` unstable ReLUs under its bounds, the
+    fewest first (the cheapest MILPs) and among equals the largest. The models are built
+    here; the worker thread only solves (the solver releases the GIL, so the search and the
+    MILPs use two cores)."""
+    free = LEAF_QUEUE - len(st.pending)
     cand = np.flatnonzero(st.stage == STAGE_ALPHA)
-    if not cand.size:
-        return False
+    if free <= 0 or not cand.size:
+        return
     unstable = np.array([sum(int(((l < 0) & (u > 0)).sum()) for l, u in st.inherit[i])
                          for i in cand])
     ok = unstable <= LEAF_MAX_UNSTABLE
     st.stage[cand[~ok]] = STAGE_LEAF   # too many for a quick MILP: splitting goes on
     cand, unstable = cand[ok], unstable[ok]
-    done = []
-    try:
-        for i in cand[np.lexsort((st.depth[cand], unstable))]:
-            if st.leaf_seconds >= LEAF_SHARE * (st.crown_seconds + st.alpha_seconds):
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            t = time.perf_counter()
-            status, bound = leaf(st.lo[i], st.hi[i], st.inherit[i], deadline)
-            st.leaf_seconds += time.perf_counter() - t
-            st.leaf_boxes += 1
-            if status == "witness":
-                return True
-            if status == "proved":
-                st.leaf_proved += 1
-                st.bound = min(st.bound, bound)
-                st.proved_fraction += float(np.exp2(-st.depth[i]))
-                done.append(i)
-            else:
-                st.stage[i] = STAGE_LEAF   # not within its time limit: splitting goes on
-    finally:
-        _drop(st, np.array(done, dtype=int))
+    take = cand[np.lexsort((st.depth[cand], unstable))[:free]]
+    if not take.size:
+        return
+    if st.worker is None:
+        st.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mipcert-leaf")
+        st.stop = threading.Event()
+    for i in take:
+        solve = leaf(st.lo[i], st.hi[i], st.inherit[i], st.stop)
+        st.pending.append(_Pending(st.worker.submit(_timed, solve), st.lo[i], st.hi[i],
+                                   float(st.prio[i]), float(st.depth[i]), st.inherit[i]))
+    _drop(st, take)
+
+
+def _timed(solve):
+    t = time.perf_counter()
+    status, bound = solve()
+    return status, bound, time.perf_counter() - t
+
+
+def _collect(st: SplitState) -> bool:
+    """Take in the leaf solves that have returned: a proved box is closed, a box not
+    settled goes back to the open boxes (split on from now); True on a confirmed witness."""
+    done = [p for p in st.pending if p.future.done()]
+    if not done:
+        return False
+    st.pending = [p for p in st.pending if not p.future.done()]
+    back = []
+    for p in done:
+        status, bound, seconds = p.future.result()
+        st.leaf_seconds += seconds
+        st.leaf_boxes += 1
+        if status == "witness":
+            return True
+        if status == "proved":
+            st.leaf_proved += 1
+            st.bound = min(st.bound, bound)
+            st.proved_fraction += float(np.exp2(-p.depth))
+        else:
+            back.append(p)
+    if back:
+        st.lo = np.vstack([st.lo] + [p.lo[None] for p in back])
+        st.hi = np.vstack([st.hi] + [p.hi[None] for p in back])
+        st.prio = np.concatenate([st.prio, [p.prio for p in back]])
+        st.depth = np.concatenate([st.depth, [p.depth for p in back]])
+        st.stage = np.concatenate([st.stage, np.full(len(back), STAGE_LEAF, np.int8)])
+        extra = np.empty(len(back), dtype=object)
+        extra[:] = [p.pre for p in back]
+        st.inherit = np.concatenate([st.inherit, extra])
     return False
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .branch import MAX_SPLIT_DIM, input_split
+from .branch import MAX_SPLIT_DIM, SplitState, input_split
 from .relu_branch import relu_split
 from .falsify import pgd, polish
 
@@ -163,14 +163,20 @@ class _LeafMilp:
     MILP of the sub-box, its Big-M constants from the box's own (alpha-CROWN) bounds, one
     solve per clause of at most :data:`LEAF_TIME_LIMIT` seconds. Proved when every clause's
     proven bound clears :data:`SOLVER_PROOF_MARGIN`; a MIP incumbent with margin <= 0 is
-    confirmed by the region's ``check`` (float64) as a witness."""
+    confirmed by the region's ``check`` (float64) as a witness.
+
+    Calling it builds the model (Pyomo, in the calling thread) and returns the solve, a
+    function of no arguments that touches only the solver and numpy, so that input
+    splitting can run it on its worker thread while it goes on bounding boxes."""
 
     def __init__(self, network, region, check, relaxation, solver, threads=None, options=None):
         self.network, self.region, self.check = network, region, check
         self.relaxation, self.solver, self.threads = relaxation, solver, threads
         self.options = options
 
-    def __call__(self, lo, hi, pre, deadline):
+    def __call__(self, lo, hi, pre, stop):
+        """``stop``: a ``threading.Event``; once set, the solve ends at its next incumbent
+        (without checking it) or clause."""
         from ..bounds.result import Bounds
         from ..encode import build_margin_model
         from ..solve import PersistentSolver
@@ -181,29 +187,35 @@ class _LeafMilp:
         bounds = Bounds(lo, hi, list(pre), "alpha", relu_layers=[b.relu for b in stack])
         model, margins = build_margin_model(self.network, bounds, box, self.relaxation)
         engine = PersistentSolver(model, self.solver, threads=self.threads, options=self.options)
-        check = self.check
+        objectives = [engine.compile_objective(e, "min") for e in margins]
+        inputs = list(model.net.inputs)
+        network, check = self.network, self.check
 
         def on_incumbent(get):
-            x = np.clip(get(model.net.inputs), lo, hi)
+            if stop.is_set():
+                return True
+            x = np.clip(get(inputs), lo, hi)
             if check(x):
                 return True
-            x2, m2 = polish(self.network, box, x)
+            x2, m2 = polish(network, box, x)
             return bool(m2 <= 0 and check(x2))
 
-        worst = np.inf
-        for e in margins:
-            limit = LEAF_TIME_LIMIT
-            if deadline is not None:
-                limit = max(min(limit, deadline - time.perf_counter()), 0.01)
-            engine.set_objective(e, sense="min")
-            out = engine.solve(time_limit=limit, stop_bound=SOLVER_PROOF_MARGIN,
-                               on_incumbent=on_incumbent)
-            if check.found is not None:
-                return "witness", -np.inf
-            if not out.bound > SOLVER_PROOF_MARGIN:
-                return "open", -np.inf
-            worst = min(worst, out.bound)
-        return "proved", worst
+        def solve():
+            worst = np.inf
+            for objective in objectives:
+                if stop.is_set():
+                    return "open", -np.inf
+                engine.use_objective(objective)
+                out = engine.solve(time_limit=LEAF_TIME_LIMIT, stop_bound=SOLVER_PROOF_MARGIN,
+                                   on_incumbent=on_incumbent)
+                if check.found is not None:
+                    return "witness", -np.inf
+                if not out.bound > SOLVER_PROOF_MARGIN:
+                    return "open", -np.inf
+                worst = min(worst, out.bound)
+            return "proved", worst
+
+        return solve
 
 
 def _start_point(network, region, k, model, margin_var):
@@ -365,44 +377,48 @@ class RegionRun:
                 return RegionOutcome("timeout", [], "")
             return None
 
-        while True:
-            left = self.left()
-            if left is not None and left <= 0:
-                return RegionOutcome("timeout", [], "")
-            if milp_turn:
-                if out := ended(milp.turn(), "milp"):
-                    return out
-            elif relu is not None:
-                status = relu.turn(split_slice)
-                self.rstats["relu_split"] = relu.stats()
-                if out := ended(status, "relu_split"):
-                    return out
-                state, split_status = relu, status
-                split_slice *= 2
-            else:
-                t = time.perf_counter()
-                slice_end = t + split_slice if left is None else t + min(split_slice, left)
-                res = input_split(self.network, self.region, check=self.check,
-                                  deadline=slice_end, device=self.device, state=state,
-                                  leaf=leaf)
-                self.add_phase("split", time.perf_counter() - t)
-                state, split_status = res.state, res.status
-                self.rstats["split"] = {"status": res.status, "boxes": res.boxes,
-                                        "proved_fraction": round(state.proved_fraction, 6),
-                                        "seconds": round(state.seconds, 4),
-                                        "alpha_boxes": state.alpha_boxes,
-                                        "alpha_proved": state.alpha_proved,
-                                        "alpha_seconds": round(state.alpha_seconds, 4),
-                                        "milp_boxes": state.leaf_boxes,
-                                        "milp_proved": state.leaf_proved,
-                                        "milp_seconds": round(state.leaf_seconds, 4)}
-                if res.status == "witness":
-                    return RegionOutcome("witness", [], "split")
-                if res.status == "proved":
-                    return RegionOutcome("proved", [max(res.bound, float(self.m_lo.min()))],
-                                         "split")
-                split_slice *= 2
-            milp_turn = self._next_is_milp(branching, split_status, state, milp, small)
+        try:
+            while True:
+                left = self.left()
+                if left is not None and left <= 0:
+                    return RegionOutcome("timeout", [], "")
+                if milp_turn:
+                    if out := ended(milp.turn(), "milp"):
+                        return out
+                elif relu is not None:
+                    status = relu.turn(split_slice)
+                    self.rstats["relu_split"] = relu.stats()
+                    if out := ended(status, "relu_split"):
+                        return out
+                    state, split_status = relu, status
+                    split_slice *= 2
+                else:
+                    t = time.perf_counter()
+                    slice_end = t + split_slice if left is None else t + min(split_slice, left)
+                    res = input_split(self.network, self.region, check=self.check,
+                                      deadline=slice_end, device=self.device, state=state,
+                                      leaf=leaf)
+                    self.add_phase("split", time.perf_counter() - t)
+                    state, split_status = res.state, res.status
+                    self.rstats["split"] = {"status": res.status, "boxes": res.boxes,
+                                            "proved_fraction": round(state.proved_fraction, 6),
+                                            "seconds": round(state.seconds, 4),
+                                            "alpha_boxes": state.alpha_boxes,
+                                            "alpha_proved": state.alpha_proved,
+                                            "alpha_seconds": round(state.alpha_seconds, 4),
+                                            "milp_boxes": state.leaf_boxes,
+                                            "milp_proved": state.leaf_proved,
+                                            "milp_seconds": round(state.leaf_seconds, 4)}
+                    if res.status == "witness":
+                        return RegionOutcome("witness", [], "split")
+                    if res.status == "proved":
+                        return RegionOutcome("proved", [max(res.bound, float(self.m_lo.min()))],
+                                             "split")
+                    split_slice *= 2
+                milp_turn = self._next_is_milp(branching, split_status, state, milp, small)
+        finally:
+            if isinstance(state, SplitState):
+                state.close()   # the leaf worker's solves are of no use any more
 
     def _next_is_milp(self, can_split, split_status, state, milp, small) -> bool:
         """The turn rule of the module docstring."""

@@ -185,6 +185,8 @@ def test_leaf_milp_of_a_box_proves_with_a_sound_bound_or_confirms_a_witness():
     says proved, its bound holds on 20 000 samples of the box."""
     from mipcert.bounds import compute_bounds
     from mipcert.encode import Relaxation
+    import threading
+
     from mipcert.verify.schedule import _LeafMilp
 
     seen = set()
@@ -195,7 +197,7 @@ def test_leaf_milp_of_a_box_proves_with_a_sound_bound_or_confirms_a_witness():
         check = Witness(net, region)
         leaf = _LeafMilp(net, region, check, Relaxation.MILP, "highs", threads=1)
         b = compute_bounds(net, region.lo, region.hi, "crown")
-        status, bound = leaf(region.lo, region.hi, b.pre, None)
+        status, bound = leaf(region.lo, region.hi, b.pre, threading.Event())()
         xs = region.lo + (region.hi - region.lo) * rng.random((20_000, 4))
         sampled = region.margin(net.forward(xs)).min()
         seen.add(status)
@@ -224,10 +226,40 @@ def test_input_splitting_with_leaf_milps_agrees_with_the_milp(monkeypatch, seed,
     monkeypatch.setattr(branch, "ALPHA_AFTER", 0.0)
     monkeypatch.setattr(branch, "ALPHA_SHARE", 100.0)
     monkeypatch.setattr(branch, "ALPHA_DEPTH_PER_INPUT", 0)
-    monkeypatch.setattr(branch, "LEAF_SHARE", 100.0)
     res = verify(net, spec, attack=False, timeout=120, threads=1)
     assert truth.verdict in ("sat", "unsat") and res.verdict == truth.verdict
     check_sound(net, spec, res, samples=20_000)
     if seed == 0:   # a region on which the leaves settle boxes alpha-CROWN could not
         split = res.stats["regions"][0]["split"]
         assert res.decided_by == "split" and split["milp_proved"] > 0
+
+
+def test_boxes_the_leaf_milp_cannot_settle_go_back_to_splitting(monkeypatch):
+    """With box MILPs that always run out of time (a 1e-4 s limit), every box handed to the
+    worker comes back and is split on: the search reaches the verdict it reaches without
+    leaves, its bound holds on samples, and nothing is left with the worker."""
+    import threading
+
+    import mipcert.verify.branch as branch
+    import mipcert.verify.schedule as schedule
+    from mipcert.encode import Relaxation
+    from mipcert.verify.schedule import _LeafMilp
+
+    net = random_net([5, 24, 24, 24, 4], seed=0)
+    spec = robustness(net, np.random.default_rng(0).uniform(-0.5, 0.5, 5), 0.2)
+    region = spec.regions[0]
+    monkeypatch.setattr(branch, "ALPHA_AFTER", 0.0)
+    monkeypatch.setattr(branch, "ALPHA_SHARE", 100.0)
+    monkeypatch.setattr(branch, "ALPHA_DEPTH_PER_INPUT", 0)
+    monkeypatch.setattr(schedule, "LEAF_TIME_LIMIT", 1e-4)
+    check = Witness(net, region)
+    leaf = _LeafMilp(net, region, check, Relaxation.MILP, "highs", threads=1)
+    res = input_split(net, region, check=check, max_boxes=20_000, leaf=leaf)
+    st = res.state
+    assert res.status == "proved" and not st.pending
+    assert st.leaf_boxes > 0 and st.leaf_proved < st.leaf_boxes   # some came back
+    xs = region.lo + (region.hi - region.lo) * np.random.default_rng(1).random((20_000, 5))
+    assert region.margin(net.forward(xs)).min() >= res.bound
+    st.close()
+    assert st.worker is None and st.stop.is_set()
+    assert isinstance(st.stop, type(threading.Event()))

@@ -75,7 +75,8 @@ ALPHA_STEPS = 8
 ALPHA_BATCH = 32
 # Exact leaf solves (the caller's MILP, on a worker thread) of boxes alpha-CROWN failed on
 # with at most this many unstable ReLUs; at most LEAF_QUEUE boxes with the worker at once
-# (one solving, one ready, so that it never waits for the search).
+# (2 left it idle most of the time, and the boxes waiting for it were cut meanwhile: the
+# perturbed ACAS Xu 3_2 at 2 % went from open at 60 s to proved in 42 s with 8).
 LEAF_MAX_UNSTABLE = 40
 LEAF_QUEUE = 8
 # What has been tried on an open box.

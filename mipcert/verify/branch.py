@@ -20,9 +20,9 @@ while the volume stayed unproved (a perturbed ACAS Xu network: 91.9% proved afte
 still after 90 s).
 
 Where CROWN stalls, alpha-CROWN rescues: once the search has spent :data:`ALPHA_AFTER`
-seconds, open boxes cut at least twice per input on average are bounded by
-alpha-CROWN, a batch at a time (:func:`mipcert.bounds.alpha.alpha_crown`, its intermediate layers optimised
-too), the largest first, within :data:`ALPHA_SHARE` of the CROWN time. A box it proves is
+seconds, open boxes cut at least twice per input on average are bounded by alpha-CROWN,
+a batch at a time (:func:`mipcert.bounds.alpha.alpha_crown`, its intermediate layers
+optimised too), the largest first, within :data:`ALPHA_SHARE` of the CROWN time. A box it proves is
 closed; otherwise its bound rises to alpha's (both are sound), it is not tried again, and
 its block bounds pass down to every box cut from it (a sub-box's bounds lie inside them),
 where CROWN intersects its own with them. On that ACAS Xu network, whose property 2 holds
@@ -167,9 +167,11 @@ def input_split(network, region, *, check, deadline=None, max_boxes: int = 400_0
     ``max_boxes``: budget of bounded sub-boxes before giving the rest back; ``batch``:
     parent boxes split per round (each gives ``2 n`` candidate children). ``state``: the
     search returned by an earlier call (``result.state``), resumed where it stopped.
-    ``leaf(lo, hi, pre, deadline) -> (status, bound)``: an exact solve of one box with the
-    block bounds ``pre`` (status ``'proved'`` with a sound lower bound of the margin,
-    ``'witness'`` once ``check`` confirmed one, else ``'open'``); None: no leaf solves.
+    ``leaf(lo, hi, pre, stop) -> solve``: prepares the exact solve of one box with the block
+    bounds ``pre`` on this thread; ``solve() -> (status, bound)`` runs on the worker thread
+    (status ``'proved'`` with a sound lower bound of the margin, ``'witness'`` once ``check``
+    confirmed one, else ``'open'``) and ends early once the ``threading.Event`` ``stop`` is
+    set. None: no leaf solves. The caller calls ``result.state.close()`` when done.
     """
     t0 = time.perf_counter()
     n = region.lo.size

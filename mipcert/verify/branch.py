@@ -349,7 +349,8 @@ def _collect(st: SplitState) -> bool:
     done = [p for p in st.pending if p.future.done()]
     if not done:
         return False
-    st.pending = [p for p in st.pending if not p.future.done()]
+    # by identity, not by asking again: a solve that ends in between would be in neither list
+    st.pending = [p for p in st.pending if all(p is not q for q in done)]
     back = []
     for p in done:
         status, bound, seconds = p.future.result()

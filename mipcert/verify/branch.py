@@ -239,10 +239,7 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
             st.bound = min(st.bound, float(ch_lb[proved].min()))
             st.proved_fraction += float(np.exp2(-ch_depth[proved]).sum())
         ch_lo, ch_hi, ch_lb, ch_depth = ch_lo[~proved], ch_hi[~proved], ch_lb[~proved], ch_depth[~proved]
-        st.lo, st.hi = np.vstack([st.lo, ch_lo]), np.vstack([st.hi, ch_hi])
-        st.prio, st.depth = np.concatenate([st.prio, ch_lb]), np.concatenate([st.depth, ch_depth])
-        st.stage = np.concatenate([st.stage, np.full(ch_lb.shape[0], STAGE_CROWN, np.int8)])
-        st.inherit = np.concatenate([st.inherit, np.repeat(parents, 2)[~proved]])
+        _push(st, ch_lo, ch_hi, ch_lb, ch_depth, STAGE_CROWN, np.repeat(parents, 2)[~proved])
         if ch_lo.shape[0] and _find_witness(network, region, ch_lo, ch_hi, ch_lb, check):
             return result("witness")
         st.crown_seconds += time.perf_counter() - t_round
@@ -365,15 +362,21 @@ def _collect(st: SplitState) -> bool:
         else:
             back.append(p)
     if back:
-        st.lo = np.vstack([st.lo] + [p.lo[None] for p in back])
-        st.hi = np.vstack([st.hi] + [p.hi[None] for p in back])
-        st.prio = np.concatenate([st.prio, [p.prio for p in back]])
-        st.depth = np.concatenate([st.depth, [p.depth for p in back]])
-        st.stage = np.concatenate([st.stage, np.full(len(back), STAGE_LEAF, np.int8)])
-        extra = np.empty(len(back), dtype=object)
-        extra[:] = [p.pre for p in back]
-        st.inherit = np.concatenate([st.inherit, extra])
+        pre = np.empty(len(back), dtype=object)
+        pre[:] = [p.pre for p in back]
+        _push(st, np.array([p.lo for p in back]), np.array([p.hi for p in back]),
+              np.array([p.prio for p in back]), np.array([p.depth for p in back]),
+              STAGE_LEAF, pre)
     return False
+
+
+def _push(st: SplitState, lo, hi, prio, depth, stage, inherit) -> None:
+    """Add open boxes ``lo, hi`` ``(k, n)`` with their bounds and depths ``(k,)``, all at
+    ``stage``, and ``inherit`` ``(k,)`` (object)."""
+    st.lo, st.hi = np.vstack([st.lo, lo]), np.vstack([st.hi, hi])
+    st.prio, st.depth = np.concatenate([st.prio, prio]), np.concatenate([st.depth, depth])
+    st.stage = np.concatenate([st.stage, np.full(len(prio), stage, np.int8)])
+    st.inherit = np.concatenate([st.inherit, inherit])
 
 
 def _drop(st: SplitState, idx) -> None:

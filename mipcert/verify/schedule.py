@@ -104,11 +104,7 @@ class _Milp:
         r = self.run
         if not r.relaxation.integral:
             return False  # LP points are never witnesses
-        x = get(self.model.net.inputs)
-        if r.check(x):
-            return True
-        x2, m2 = polish(r.network, r.region, np.clip(x, r.region.lo, r.region.hi))
-        return bool(m2 <= 0 and r.check(x2))
+        return _confirm(r.network, r.region, r.check, get(self.model.net.inputs))
 
     def turn(self) -> str | None:
         """One solve of ``slice`` seconds per open clause; 'witness', 'timeout' or None."""
@@ -192,13 +188,7 @@ class _LeafMilp:
         network, check = self.network, self.check
 
         def on_incumbent(get):
-            if stop.is_set():
-                return True
-            x = np.clip(get(inputs), lo, hi)
-            if check(x):
-                return True
-            x2, m2 = polish(network, box, x)
-            return bool(m2 <= 0 and check(x2))
+            return stop.is_set() or _confirm(network, box, check, get(inputs))
 
         def solve():
             worst = np.inf
@@ -216,6 +206,16 @@ class _LeafMilp:
             return "proved", worst
 
         return solve
+
+
+def _confirm(network, region, check, x) -> bool:
+    """A MIP incumbent's input ``x``, clipped to the region's box, as a witness: confirmed by
+    ``check`` as it is, or after a short polish (PGD) inside the box."""
+    x = np.clip(x, region.lo, region.hi)
+    if check(x):
+        return True
+    x2, m2 = polish(network, region, x)
+    return bool(m2 <= 0 and check(x2))
 
 
 def _start_point(network, region, k, model, margin_var):

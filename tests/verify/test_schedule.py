@@ -47,6 +47,16 @@ def check_sound(net, spec, result, samples=4000):
         assert result.verdict != "unsat"
 
 
+def alpha_from_the_first_round(monkeypatch):
+    """Input splitting calls alpha-CROWN (and hands the boxes it fails on to the leaf MILPs)
+    on every open box from the first round on, without a time share."""
+    import mipcert.verify.branch as branch
+
+    monkeypatch.setattr(branch, "ALPHA_AFTER", 0.0)
+    monkeypatch.setattr(branch, "ALPHA_SHARE", 100.0)
+    monkeypatch.setattr(branch, "ALPHA_DEPTH_PER_INPUT", 0)
+
+
 class _Milp:
     def __init__(self, engine=None, seconds=0.0):
         self.engine, self.seconds, self.open = engine, seconds, [0]
@@ -157,16 +167,12 @@ def test_alpha_rescue_of_stalled_boxes_keeps_the_search_sound(monkeypatch, seed,
     open boxes from the first round on, input splitting reaches the verdict that CROWN alone
     reaches, a proved bound holds on 20 000 samples, and a region on which CROWN alone
     stalls (seed 0: 20 000 boxes, nothing settled) is proved, in fewer boxes."""
-    import mipcert.verify.branch as branch
-
     net = random_net([5, 24, 24, 24, 4], seed=seed)
     spec = robustness(net, np.random.default_rng(seed).uniform(-0.5, 0.5, 5), eps)
     region = spec.regions[0]
     check = Witness(net, region)
     plain = input_split(net, region, check=check, max_boxes=20_000)
-    monkeypatch.setattr(branch, "ALPHA_AFTER", 0.0)
-    monkeypatch.setattr(branch, "ALPHA_SHARE", 100.0)
-    monkeypatch.setattr(branch, "ALPHA_DEPTH_PER_INPUT", 0)
+    alpha_from_the_first_round(monkeypatch)
     rescued = input_split(net, region, check=check, max_boxes=20_000)
     assert rescued.status in ("proved", "witness")
     if plain.status != "budget":
@@ -218,14 +224,10 @@ def test_input_splitting_with_leaf_milps_agrees_with_the_milp(monkeypatch, seed,
     """Leaf MILPs on every box alpha-CROWN fails on, from the first round: ``verify`` (no
     attack, so that witnesses come from the search) reaches the plain MILP's verdict, and
     the leaves did run."""
-    import mipcert.verify.branch as branch
-
     net = random_net([5, 24, 24, 24, 4], seed=seed)
     spec = robustness(net, np.random.default_rng(seed).uniform(-0.5, 0.5, 5), eps)
     truth = verify(net, spec, split=False, attack=False, timeout=120, threads=1)
-    monkeypatch.setattr(branch, "ALPHA_AFTER", 0.0)
-    monkeypatch.setattr(branch, "ALPHA_SHARE", 100.0)
-    monkeypatch.setattr(branch, "ALPHA_DEPTH_PER_INPUT", 0)
+    alpha_from_the_first_round(monkeypatch)
     res = verify(net, spec, attack=False, timeout=120, threads=1)
     assert truth.verdict in ("sat", "unsat") and res.verdict == truth.verdict
     check_sound(net, spec, res, samples=20_000)
@@ -240,7 +242,6 @@ def test_boxes_the_leaf_milp_cannot_settle_go_back_to_splitting(monkeypatch):
     leaves, its bound holds on samples, and nothing is left with the worker."""
     import threading
 
-    import mipcert.verify.branch as branch
     import mipcert.verify.schedule as schedule
     from mipcert.encode import Relaxation
     from mipcert.verify.schedule import _LeafMilp
@@ -248,9 +249,7 @@ def test_boxes_the_leaf_milp_cannot_settle_go_back_to_splitting(monkeypatch):
     net = random_net([5, 24, 24, 24, 4], seed=0)
     spec = robustness(net, np.random.default_rng(0).uniform(-0.5, 0.5, 5), 0.2)
     region = spec.regions[0]
-    monkeypatch.setattr(branch, "ALPHA_AFTER", 0.0)
-    monkeypatch.setattr(branch, "ALPHA_SHARE", 100.0)
-    monkeypatch.setattr(branch, "ALPHA_DEPTH_PER_INPUT", 0)
+    alpha_from_the_first_round(monkeypatch)
     monkeypatch.setattr(schedule, "LEAF_TIME_LIMIT", 1e-4)
     check = Witness(net, region)
     leaf = _LeafMilp(net, region, check, Relaxation.MILP, "highs", threads=1)

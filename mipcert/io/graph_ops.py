@@ -106,7 +106,7 @@ def _conv(ops, a):
             pads[i], pads[i + 2] = (small, big) if auto == "SAME_UPPER" else (big, small)
     elif auto == "VALID":
         pads = [0, 0, 0, 0]
-    W, bias, shape = conv2d_to_dense(w, b, x.shape[1:], strides, pads, dil)
+    W, bias, shape, _ = conv2d_to_dense(w, b, x.shape[1:], strides, pads, dil)
     y = (x.reshape(x.shape[0], -1) @ W.T + bias).reshape((x.shape[0],) + tuple(shape))
     return [y[:, :, 0, :] if one_d else y]
 

@@ -3,6 +3,9 @@
 Layout: ``__meta__`` holds a JSON string ``{"format": "mipcert-network", "version": 1,
 "input_shape": [...], "layers": [{"kind": ..., "name": ..., "shape": [...]}]}``; layer ``i``
 stores its arrays as ``L{i}.W`` / ``L{i}.b`` (Dense) or ``L{i}.scale`` / ``L{i}.shift`` (Affine).
+A Dense that is a lowered convolution also has ``"conv": {"kernel_shape", "in_shape",
+"strides", "pads", "dilations"}`` in its entry (its weight sharing,
+:class:`~mipcert.network.conv.ConvTying`; files without it load as before).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError, ModelFileError, UnsupportedError
 from ..network import Affine, Dense, Network, ReLU, Reshape
+from ..network.conv import ConvTying
 from ._common import atomic_write
 
 log = logging.getLogger(__name__)
@@ -24,6 +28,8 @@ __all__ = ["save_npz", "load_npz"]
 
 FORMAT, VERSION = "mipcert-network", 1
 _ARRAYS = {"Dense": ("W", "b"), "Affine": ("scale", "shift"), "ReLU": (), "Reshape": ()}
+#: what a Dense that is a lowered convolution records in its layer entry (its weight sharing)
+_CONV_KEYS = ("kernel_shape", "in_shape", "strides", "pads", "dilations")
 
 
 def save_npz(network: Network, path: str | os.PathLike) -> Path:
@@ -37,6 +43,9 @@ def save_npz(network: Network, path: str | os.PathLike) -> Path:
         entry = {"kind": kind, "name": name}
         if isinstance(layer, Reshape):
             entry["shape"] = [int(d) for d in layer.shape]
+        if isinstance(layer, Dense) and layer.conv is not None:   # a lowered convolution
+            t = layer.conv
+            entry["conv"] = {k: [int(v) for v in getattr(t, k)] for k in _CONV_KEYS}
         for field in _ARRAYS[kind]:
             arrays[f"L{i}.{field}"] = np.asarray(getattr(layer, field), dtype=np.float64)
         layers.append(entry)
@@ -71,7 +80,10 @@ def load_npz(path: str | os.PathLike) -> Network:
                     raise ModelFileError(f"{bad}: unknown layer kind {kind!r}")
                 arrs = [data[f"L{i}.{f}"] for f in _ARRAYS[kind]]
                 if kind == "Dense":
-                    layers.append(Dense(*arrs))
+                    conv = entry.get("conv")
+                    tying = None if conv is None else ConvTying.of_conv2d(
+                        *(conv[k] for k in _CONV_KEYS))
+                    layers.append(Dense(*arrs, conv=tying))
                 elif kind == "Affine":
                     layers.append(Affine(*arrs))
                 elif kind == "ReLU":

@@ -1,8 +1,9 @@
 """:class:`~mipcert.network.Network` → ONNX file, built node by node with ``onnx.helper``.
 
 The file has one input ``"input"`` of shape ``[1, n]`` (float32) and one output ``"output"``
-of shape ``[1, m]``; Dense → Gemm (``transB=1``), ReLU → Relu, Reshape → Flatten (a no-op on
-``[1, n]``), Affine → Mul + Add. Weights are stored as float32, so the file reproduces the
+of shape ``[1, m]``; Dense → Gemm (``transB=1``), a Dense that is a lowered convolution
+(``layer.conv``) → Reshape + Conv + Flatten (so a changed kernel is still one kernel on re-import),
+ReLU → Relu, Reshape → Flatten (a no-op on ``[1, n]``), Affine → Mul + Add. Weights are stored as float32, so the file reproduces the
 float64 network up to float32 rounding (checked with onnxruntime before writing).
 """
 from __future__ import annotations
@@ -33,13 +34,24 @@ def network_to_onnx(network: Network):
     nodes, inits = [], []
     cur, size = "input", network.input_size
 
-    def const(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+    def const(name: str, value: np.ndarray, dtype=np.float32) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
     for name, layer in zip(network.layer_names, network.layers):
         out = f"{name}_out"
-        if isinstance(layer, Dense):
+        if isinstance(layer, Dense) and layer.conv is not None:   # back to a Conv node
+            t = layer.conv
+            kernel, bias = t.parameters(layer.W, layer.b)
+            shape = const(f"{name}_shape", np.array([1, *t.in_shape]), np.int64)
+            k, b = const(f"{name}_kernel", kernel.reshape(t.kernel_shape)), const(f"{name}_b", bias)
+            nodes += [helper.make_node("Reshape", [cur, shape], [f"{name}_in"], name=f"{name}_in"),
+                      helper.make_node("Conv", [f"{name}_in", k, b], [f"{name}_map"], name=name,
+                                       strides=list(t.strides), pads=list(t.pads),
+                                       dilations=list(t.dilations)),
+                      helper.make_node("Flatten", [f"{name}_map"], [out], name=f"{name}_flat",
+                                       axis=1)]
+        elif isinstance(layer, Dense):
             w, b = const(f"{name}_W", layer.W), const(f"{name}_b", layer.b)
             nodes.append(helper.make_node("Gemm", [cur, w, b], [out], name=name, transB=1))
         elif isinstance(layer, ReLU):

@@ -176,7 +176,10 @@ class _Importer:
     def _emit_affine(self, node, scale: np.ndarray, shift: np.ndarray) -> None:
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense):  # fold x -> s * (W x + b) + c into the Dense
-            self.layers[-1] = Dense(scale[:, None] * last.W, scale * last.b + shift)
+            W, b = scale[:, None] * last.W, scale * last.b + shift
+            # a per-channel scale (BatchNormalization) keeps a convolution a convolution
+            tying = last.conv if last.conv is not None and last.conv.matches(W, b) else None
+            self.layers[-1] = Dense(W, b, conv=tying)
         elif isinstance(last, Affine):  # s * (s0 x + c0) + c
             s0, c0 = last._full(scale.size)
             self.layers[-1] = Affine(scale * s0, scale * c0 + shift)
@@ -410,6 +413,7 @@ class _Importer:
                 pads[i], pads[i + 2] = (small, big) if auto == "SAME_UPPER" else (big, small)
         elif auto == "VALID":
             pads = [0, 0, 0, 0]
-        W, b, out = conv2d_to_dense(w, bias, self.shape[1:], strides, pads, dil, what=self._where(node))
-        self._emit(node, Dense(W, b))
+        W, b, out, tying = conv2d_to_dense(w, bias, self.shape[1:], strides, pads, dil,
+                                           what=self._where(node))
+        self._emit(node, Dense(W, b, conv=tying))
         self._advance(node, (1, out[0], out[2]) if one_d else (1, *out))

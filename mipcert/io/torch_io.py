@@ -120,9 +120,9 @@ def _conv(m, raw: str, shape: tuple):
     else:
         pads = (m.padding[0], m.padding[1], m.padding[0], m.padding[1])
     bias = _np(m.bias) if m.bias is not None else None
-    W, b, out = conv2d_to_dense(_np(m.weight), bias, shape, m.stride, pads, m.dilation,
-                                what=f"module {raw!r}")
-    return Dense(W, b), out
+    W, b, out, tying = conv2d_to_dense(_np(m.weight), bias, shape, m.stride, pads, m.dilation,
+                                       what=f"module {raw!r}")
+    return Dense(W, b, conv=tying), out
 
 
 def to_torch(network: Network, dtype=None):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from .conv import ConvTying
 
 
 def _as_float64(name: str, array) -> np.ndarray:
@@ -48,10 +49,16 @@ class Layer(abc.ABC):
 
 @dataclass(eq=False)
 class Dense(Layer):
-    """``y = W x + b`` with ``W`` of shape ``(out, in)`` and ``b`` of shape ``(out,)``."""
+    """``y = W x + b`` with ``W`` of shape ``(out, in)`` and ``b`` of shape ``(out,)``.
+
+    ``conv``: for a lowered convolution, which entries of ``W`` share a kernel tap
+    (:class:`~mipcert.network.conv.ConvTying`; only code that changes parameters uses it).
+    A tying that does not describe ``(W, b)`` exactly is refused.
+    """
 
     W: np.ndarray
     b: np.ndarray
+    conv: ConvTying | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.W = _as_float64("Dense weight", self.W)
@@ -62,6 +69,9 @@ class Dense(Layer):
             raise InputError(
                 f"Dense bias has shape {self.b.shape}, expected ({self.W.shape[0]},) to match "
                 f"the weight of shape {self.W.shape}")
+        if self.conv is not None and not self.conv.matches(self.W, self.b):
+            raise InputError("Dense layer: its convolution tying does not describe its weight "
+                             "and bias (the matrix is not the lowering of one kernel)")
 
     def forward(self, x):
         return x @ self.W.T + self.b

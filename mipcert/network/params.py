@@ -4,12 +4,17 @@ pass with respect to it (numpy, float64).
 :class:`Parameters` picks Dense layers of a :class:`~mipcert.network.Network` (``"last"``,
 ``"all"`` or a list of layer names); its vector ``w`` (shape ``(P,)``) holds, layer by layer
 in network order, the weight ``W_l`` ``(out, in)`` row-major and then the bias ``b_l``. The
-other layers stay fixed. (A convolution is a Dense layer after import, so correcting it
-changes its lowered matrix entry by entry; the result is still an exact network.)
+other layers stay fixed. A convolution is a Dense layer after import; when the layer still
+knows its kernel (:class:`~mipcert.network.conv.ConvTying`, set by the ONNX and torch
+importers) its parameters are the kernel ``(M, C, kh, kw)`` row-major and the bias ``(M,)``
+(weight sharing kept: the corrected layer is still a convolution), else, or with
+``tie_convolutions=False``, the entries of its lowered matrix.
 
 Backward pass (the chain rule through the layer list, ReLU derivative at 0 taken as 0)::
 
     g_out of a Dense layer  ->  dW = g_out a_inᵀ,  db = g_out,  g_in = g_out W
+    a tied convolution      ->  d kernel[t] = sum of dW over the entries holding tap t,
+                                d bias[m] = sum of db over channel m's positions
     ReLU: g_in = g_out * 1[a_in > 0];  Affine: g_in = g_out * scale;  Reshape: g_in = g_out
 
 :meth:`Parameters.logits_jacobian` seeds it with the unit vectors of every logit
@@ -18,21 +23,41 @@ Backward pass (the chain rule through the layer list, ReLU derivative at 0 taken
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ..errors import InputError
+from .conv import ConvTying
 from .layers import Affine, Dense, ReLU, Reshape
 from .network import Network
+
+
+class _TiedConv:
+    """A chosen convolution inside the passes: the forward pass by im2col
+    (:meth:`ConvTying.forward`, no lowered matrix), the matrix only when a gradient has to go
+    through the layer to a chosen layer below it."""
+
+    def __init__(self, tying: ConvTying, kernel: np.ndarray, bias: np.ndarray):
+        self.tying, self.kernel, self.bias = tying, kernel, bias
+
+    def forward(self, a: np.ndarray) -> np.ndarray:
+        return self.tying.forward(a, self.kernel, self.bias)
+
+    @cached_property
+    def W(self) -> np.ndarray:
+        return self.tying.dense(self.kernel, self.bias)[0]
 
 
 class Parameters:
     """The parameters of the Dense layers ``layers`` of ``network`` as a flat vector.
 
     ``layers``: ``"last"`` (default: the last Dense layer), ``"all"`` (every Dense layer) or
-    a list of layer names (each must be a Dense layer of ``network``).
+    a list of layer names (each must be a Dense layer of ``network``); ``tie_convolutions``:
+    a lowered convolution's parameters are its kernel and bias (default) or its matrix.
     """
 
-    def __init__(self, network: Network, layers="last"):
+    def __init__(self, network: Network, layers="last", tie_convolutions: bool = True):
         self.network = network
         names = network.layer_names
         dense = [n for n, l in zip(names, network.layers) if isinstance(l, Dense)]
@@ -51,17 +76,21 @@ class Parameters:
                 raise InputError(f"layers is an empty list: name at least one of {dense}")
             for n in chosen:
                 if n not in dense:
-                    kind = "not a dense layer" if n in names else "unknown layer"
-                    raise InputError(f"{kind} {n!r} in layers: choose among the dense layers "
-                                     f"{dense} (or \"last\" / \"all\")")
+                    kind = "not a dense or convolution layer" if n in names else "unknown layer"
+                    raise InputError(f"{kind} {n!r} in layers: choose among the layers with "
+                                     f"parameters {dense} (or \"last\" / \"all\")")
         self.layer_names = [n for n in dense if n in set(chosen)]  # network order
-        self._slices: dict[str, tuple[slice, slice, tuple[int, int]]] = {}
+        # name -> (weight slice, bias slice, W's shape, ConvTying or None)
+        self._slices: dict[str, tuple[slice, slice, tuple[int, int], ConvTying | None]] = {}
         pos = 0
         for n in self.layer_names:
-            W = network.graph.nodes[n]["layer"].W
-            sw = slice(pos, pos + W.size)
-            sb = slice(sw.stop, sw.stop + W.shape[0])
-            self._slices[n] = (sw, sb, W.shape)
+            layer = network.graph.nodes[n]["layer"]
+            tying = layer.conv if tie_convolutions else None
+            nw, nb = ((tying.kernel_size, tying.channels) if tying is not None
+                      else (layer.W.size, layer.W.shape[0]))
+            sw = slice(pos, pos + nw)
+            sb = slice(sw.stop, sw.stop + nb)
+            self._slices[n] = (sw, sb, layer.W.shape, tying)
             pos = sb.stop
         self.size = pos
         self._first = names.index(self.layer_names[0])
@@ -72,28 +101,44 @@ class Parameters:
     def vector(self, network: Network) -> np.ndarray:
         """The chosen parameters of ``network`` (same architecture) as ``(P,)``."""
         w = np.empty(self.size)
-        for n, (sw, sb, _) in self._slices.items():
+        for n, (sw, sb, _, tying) in self._slices.items():
             layer = network.graph.nodes[n]["layer"]
-            w[sw], w[sb] = layer.W.ravel(), layer.b
+            if tying is None:
+                w[sw], w[sb] = layer.W.ravel(), layer.b
+            else:
+                w[sw], w[sb] = tying.parameters(layer.W, layer.b)
         return w
 
     def names(self) -> list[str]:
-        """Readable names ``layer.W[i,j]`` / ``layer.b[i]`` in vector order."""
+        """Readable names ``layer.W[i,j]`` / ``layer.b[i]`` (a tied convolution:
+        ``layer.kernel[m,c,y,x]`` / ``layer.bias[m]``) in vector order."""
         out = []
-        for n, (_, _, (r, c)) in self._slices.items():
-            out += [f"{n}.W[{i},{j}]" for i in range(r) for j in range(c)]
-            out += [f"{n}.b[{i}]" for i in range(r)]
+        for n, (_, _, (r, c), tying) in self._slices.items():
+            if tying is None:
+                out += [f"{n}.W[{i},{j}]" for i in range(r) for j in range(c)]
+                out += [f"{n}.b[{i}]" for i in range(r)]
+            else:
+                out += [f"{n}.kernel[{','.join(map(str, ix))}]"
+                        for ix in np.ndindex(*tying.kernel_shape)]
+                out += [f"{n}.bias[{m}]" for m in range(tying.channels)]
         return out
 
-    def _layers_with(self, w) -> list:
+    def _layers_with(self, w, lazy: bool = False) -> list:
+        """The layers with the chosen parameters ``w``; with ``lazy`` a tied convolution is a
+        :class:`_TiedConv` (the passes' fast form) instead of a Dense with its matrix."""
         w = np.asarray(w, dtype=np.float64)
         if w.shape != (self.size,):
             raise InputError(f"parameter vector has shape {w.shape}, expected ({self.size},)")
         out = []
         for n, layer in zip(self.network.layer_names, self.network.layers):
             if n in self._slices:
-                sw, sb, shape = self._slices[n]
-                layer = Dense(w[sw].reshape(shape), w[sb])
+                sw, sb, shape, tying = self._slices[n]
+                if tying is None:
+                    layer = Dense(w[sw].reshape(shape), w[sb])
+                elif lazy:
+                    layer = _TiedConv(tying, w[sw], w[sb])
+                else:
+                    layer = Dense(*tying.dense(w[sw], w[sb]), conv=tying)
             out.append(layer)
         return out
 
@@ -113,7 +158,7 @@ class Parameters:
         return a
 
     def _forward(self, w, X, features: bool = False):
-        layers = self._layers_with(w)
+        layers = self._layers_with(w, lazy=True)
         if features:
             a, start = np.atleast_2d(np.asarray(X, dtype=np.float64)), self._first
             if a.shape[1] != self._width:
@@ -136,9 +181,13 @@ class Parameters:
         first = self._first
         for idx in range(len(layers) - 1, first - 1, -1):
             name, layer, a_in = self.network.layer_names[idx], layers[idx], inputs[idx][rows]
-            if isinstance(layer, Dense):
-                if name in self._slices:
-                    sw, sb, _ = self._slices[name]
+            if isinstance(layer, (Dense, _TiedConv)):
+                if name in self._slices and self._slices[name][3] is not None:
+                    sw, sb, _, tying = self._slices[name]
+                    out[..., sw] = tying.kernel_grad(g, a_in, per_row)
+                    out[..., sb] = tying.bias_grad(g, per_row)
+                elif name in self._slices:
+                    sw, sb, _, _ = self._slices[name]
                     if per_row:
                         out[:, sw] = (g[:, :, None] * a_in[:, None, :]).reshape(len(g), -1)
                         out[:, sb] = g

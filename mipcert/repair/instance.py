@@ -13,7 +13,7 @@ Example (``instances/repair_digits_cnn.toml``)::
     steps = 20               # PGD steps; alpha = 2.5 eps / steps unless given
     [correction]
     n_adv = 10               # adversarial points to correct
-    layers = "last"          # "last", "all" or a list of dense layer names
+    layers = "last"          # "last", "all" or a list of layer names (dense or convolution)
     delta = 1.0              # margin every corrected point must reach
     rho = 0.5                # clean loss <= (1 + rho) * its value before
     rounds = 10              # cutting-plane rounds M

@@ -159,3 +159,42 @@ def test_trust_region_bounds_every_change(rng):
     else:
         assert res.status == "infeasible"
     assert res.max_change == box and free.max_change is None
+
+
+def test_correcting_a_convolution_keeps_it_one_and_meets_the_margins(digits_split, tmp_path):
+    """The digits CNN corrected in its kernel (weight sharing kept): every pool member's V and
+    L are the true ones, a V = 0 member meets every margin in float64 and in onnxruntime, and
+    its file holds a Conv whose kernel is the corrected one."""
+    import onnx
+
+    from mipcert.attacks import fgsm
+    from mipcert.io import load_network, onnx_forward, save_onnx
+
+    from .conftest import MODELS
+
+    net = load_network(MODELS / "digits_cnn.onnx")
+    Xtr, _, ytr, _ = digits_split
+    adv = fgsm(net, Xtr[:300], ytr[:300], 0.1)
+    wrong = np.flatnonzero(net.forward(adv).argmax(1) != ytr[:300])[:5]
+    delta = 0.5
+    res = correct(net, adv[wrong], ytr[wrong], Xtr, ytr, layers=["conv", "dense"], delta=delta,
+                  rho=1.0, rounds=6, solver="nnls")
+    assert res.params.size == 40 + 1450
+    fns = CorrectionFunctions(res.params, adv[wrong], ytr[wrong], Xtr, ytr, delta=delta, rho=1.0)
+    for member in res.pool:
+        assert member.violation == pytest.approx(fns.violation(member.w), abs=1e-12)
+        assert member.loss == pytest.approx(fns.loss(member.w), rel=1e-12)
+    zero = [m for m in res.pool if m.violated == 0]
+    assert zero
+    fixed = res.network(zero[-1])
+    assert fixed.layers[0].conv is not None
+    rows = np.arange(len(wrong))
+    for z, tol in ((fixed.forward(adv[wrong]), 1e-6),
+                   (onnx_forward(save_onnx(fixed, tmp_path / "c.onnx"), adv[wrong]), 1e-4)):
+        others = np.where(np.eye(10)[ytr[wrong]] > 0, np.inf, z)
+        assert np.all(z[rows, ytr[wrong]] - others.min(axis=1) >= delta - tol)
+    conv = next(n for n in onnx.load(tmp_path / "c.onnx").graph.node if n.op_type == "Conv")
+    kernel = next(i for i in onnx.load(tmp_path / "c.onnx").graph.initializer
+                  if i.name == conv.input[1])
+    np.testing.assert_allclose(onnx.numpy_helper.to_array(kernel).ravel(), zero[-1].w[:36],
+                               rtol=1e-6, atol=1e-7)

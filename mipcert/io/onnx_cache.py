@@ -28,7 +28,8 @@ from ..network import Network
 log = logging.getLogger(__name__)
 
 _IMPORTER_SOURCES = ("io/onnx_import.py", "io/_onnx_fold.py", "io/_lowering.py",
-                     "io/_common.py", "io/npz.py", "network/layers.py", "network/network.py")
+                     "io/_common.py", "io/npz.py", "network/layers.py", "network/network.py",
+                     "network/conv.py")
 
 
 def cache_dir() -> Path | None:

@@ -119,8 +119,10 @@ class ConvTying:
         if W.shape != (self.out_size, self.in_size) or b.shape != (self.out_size,):
             return False
         kernel, bias = self.parameters(W, b)
-        W2, b2 = self.dense(kernel, bias)
-        return bool(np.array_equal(W, W2) and np.array_equal(b, b2))
+        on = W[self.rows, self.cols]                 # the entries of the pattern (distinct)
+        return bool(np.array_equal(on, kernel[self.taps])
+                    and np.count_nonzero(W) == np.count_nonzero(on)   # nothing off it
+                    and np.array_equal(b, np.repeat(bias, self.positions)))
 
     @cached_property
     def patch_index(self) -> np.ndarray:

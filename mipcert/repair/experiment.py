@@ -51,8 +51,10 @@ class RepairReport:
         for norm, res in self.corrections.items():
             pools[norm] = res.as_json()
             pools[norm]["picks"] = {str(o): res.pick_index(o) for o in OMEGAS}
+        from ..report.repair_report import PAPER
+
         return {"instance": self.instance, "adversarial": self.adversarial, "rows": self.rows,
-                "corrections": pools}
+                "corrections": pools, "paper": PAPER}
 
 
 def attack(inst, network, X, y, kind=None, rng=None):

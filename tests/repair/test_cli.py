@@ -81,6 +81,12 @@ def test_table_output(tmp_path, capfd):
     assert main(["repair", str(_instance(tmp_path, norm='"linf_l1"')), "--quiet"]) == 0
     out = capfd.readouterr().out
     assert "corrected (linf_l1)" in out and "PGD fine-tuning" in out and "efficacy" in out
+    lines = out.splitlines()
+    header = next(l for l in lines if l.startswith("network"))
+    gain = header.index("FGSM gain pp")
+    original = next(l for l in lines if l.startswith("original "))
+    assert original[gain:].split()[0] == "+0.0"
+    assert lines[-1].startswith("paper: MNIST CNN") and ">= +40" in lines[-1]
 
 
 @pytest.mark.parametrize("kw, match", [

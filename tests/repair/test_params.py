@@ -97,10 +97,10 @@ def test_bad_layer_names(rng):
 
 
 # ---------------------------------------------------------------- tied convolutions
-def _torch_cnn(seed, stride=2, padding=1, batchnorm=False):
+def _torch_cnn(seed, stride=2, padding=1, batchnorm=False, dilation=1):
     torch = pytest.importorskip("torch")
     torch.manual_seed(seed)
-    layers = [torch.nn.Conv2d(2, 3, 3, stride=stride, padding=padding)]
+    layers = [torch.nn.Conv2d(2, 3, 3, stride=stride, padding=padding, dilation=dilation)]
     if batchnorm:
         bn = torch.nn.BatchNorm2d(3)
         bn.running_mean.uniform_(-0.5, 0.5)
@@ -113,27 +113,33 @@ def _torch_cnn(seed, stride=2, padding=1, batchnorm=False):
     return model.eval()
 
 
-def _imported(model, tmp_path, **export):
+def _imported(model, tmp_path, via="onnx", **export):
     """The float32 model through ONNX (the importer under test records the kernel tying);
     the model is then turned to float64 in place (its float32 weights are exact there), for
     the oracle's passes."""
     import torch
 
-    from mipcert.io import load_network
+    from mipcert.io import from_torch, load_network
+    if via == "torch":
+        model.double()
+        return from_torch(model, (2, 7, 6))
     path = tmp_path / "cnn.onnx"
     torch.onnx.export(model, torch.zeros(1, 2, 7, 6), str(path), dynamo=False, **export)
     model.double()
     return load_network(path)
 
 
-@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1)])
-def test_tied_convolution_gradients_equal_torch_autograd(rng, tmp_path, stride, padding):
+@pytest.mark.parametrize("stride,padding,dilation,via", [
+    (1, 0, 1, "onnx"), (2, 1, 1, "onnx"), (1, 2, 2, "onnx"), (2, 1, 1, "torch")])
+def test_tied_convolution_gradients_equal_torch_autograd(rng, tmp_path, stride, padding,
+                                                         dilation, via):
     """The kernel/bias gradients of the logits and of the loss equal torch's autograd of the
-    same Conv2d (an oracle mipcert did not write); the parameters read back are torch's."""
+    same Conv2d (an oracle mipcert did not write); the parameters read back are torch's.
+    Through ONNX and through ``from_torch``."""
     import torch
 
-    model = _torch_cnn(0, stride, padding)
-    net = _imported(model, tmp_path)
+    model = _torch_cnn(0, stride, padding, dilation=dilation)
+    net = _imported(model, tmp_path, via)
     conv = net.layer_names[0]
     assert net.layers[0].conv is not None
     p = Parameters(net, [conv, net.layer_names[-1]])
@@ -216,9 +222,13 @@ def test_a_tying_that_does_not_describe_the_matrix_is_refused():
     tying = ConvTying.of_conv2d((1, 1, 2, 2), (1, 3, 3))
     W, b = tying.dense(np.arange(1.0, 5.0), np.array([0.5]))
     Dense(W, b, conv=tying)
-    W[0, 0] += 1e-3
-    with pytest.raises(InputError, match="tying does not describe"):
-        Dense(W, b, conv=tying)
+    off = W.copy()
+    off[0, 8] = 1.0                      # output (0, 0) does not see input (2, 2)
+    other = W.copy()
+    other[0, 0] += 1e-3                  # one copy of tap 0 differs from the others
+    for bad_W, bad_b in ((off, b), (other, b), (W, b + np.arange(4.0))):
+        with pytest.raises(InputError, match="tying does not describe"):
+            Dense(bad_W, bad_b, conv=tying)
 
 
 def test_a_changed_convolution_is_written_as_a_conv_node_and_read_back_tied(rng, tmp_path):

@@ -70,9 +70,10 @@ class ConvTying:
         iy = oy * strides[0] - pads[0] + ky * dilations[0]
         ix = ox * strides[1] - pads[1] + kx * dilations[1]
         ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)   # taps on the zero padding drop out
-        rows = ((m * Ho + oy) * Wo + ox)[ok]
-        cols = ((c * H + iy) * W + ix)[ok]
-        taps = (((m * C + c) * kh + ky) * kw + kx)[ok]     # meshgrid order: already sorted
+        # int32: a lowered matrix has at most MAX_DENSE_ENTRIES (5e7) entries
+        rows = ((m * Ho + oy) * Wo + ox)[ok].astype(np.int32)
+        cols = ((c * H + iy) * W + ix)[ok].astype(np.int32)
+        taps = (((m * C + c) * kh + ky) * kw + kx)[ok].astype(np.int32)   # already sorted
         return cls((M, C, kh, kw), (C, H, W), (M, Ho, Wo), tuple(int(s) for s in strides),
                    tuple(int(p) for p in pads), tuple(int(d) for d in dilations),
                    rows, cols, taps)

@@ -14,7 +14,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import InputError
-from .layers import Layer, ReLU
+from .layers import Affine, Layer, ReLU, Reshape
 
 INPUT_NODE = "input"
 
@@ -88,21 +88,38 @@ class Network:
         """The network as ``[AffineBlock]``: runs of affine layers multiplied out.
 
         A ReLU directly after a ReLU is dropped (``relu`` is idempotent); a ReLU with no
-        affine layer before it gets an identity block.
+        affine layer before it gets an identity block. Identity maps (the start of a run,
+        Reshape) are not multiplied out and an Affine scales rows, so the products are the
+        same numbers without the ``O(n^3)`` products with identity matrices (which cost
+        80 ms per call on the MNIST CNN, where PGD builds a network per step).
         """
         if self._stack is None:
             blocks: list[AffineBlock] = []
-            W = np.eye(self.input_size)
-            b = np.zeros(self.input_size)
-            pending = False  # an affine map accumulated since the last ReLU
+            size = self.input_size
+            W = b = None     # the affine map since the last ReLU; None: the identity
+            pending = False  # an affine layer met since the last ReLU
             for layer in self.layers:
                 if isinstance(layer, ReLU):
                     if pending or not blocks or not blocks[-1].relu:
+                        if W is None:
+                            W, b = np.eye(size), np.zeros(size)
                         blocks.append(AffineBlock(W, b, relu=True))
-                    W, b, pending = np.eye(W.shape[0]), np.zeros(W.shape[0]), False
+                    W, b, pending = None, None, False
+                    continue
+                pending = True
+                if isinstance(layer, Reshape):
+                    pass                             # x -> x on flat data
+                elif isinstance(layer, Affine):
+                    s, c = layer._full(size)
+                    W, b = ((np.diag(s), c.copy()) if W is None
+                            else (s[:, None] * W, s * b + c))
                 else:
-                    A, c = layer.as_affine(W.shape[0])
-                    W, b, pending = A @ W, A @ b + c, True
+                    A, c = layer.as_affine(size)
+                    W, b = ((np.array(A, dtype=np.float64), np.array(c, dtype=np.float64))
+                            if W is None else (A @ W, A @ b + c))
+                    size = W.shape[0]
+            if W is None and (pending or not blocks):
+                W, b = np.eye(size), np.zeros(size)
             if pending or not blocks:
                 blocks.append(AffineBlock(W, b, relu=False))
             self._stack = blocks

@@ -246,7 +246,7 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
         if st.crown_seconds >= ALPHA_AFTER:
             _alpha_rescue(network, region, st, deadline, device, n)
             if leaf is not None:
-                _submit_leaves(st, leaf)
+                _submit_leaves(st, leaf, [blk.relu for blk in network.affine_relu_stack()])
         # checked after the round, so that every call (a resumed one too) makes progress
         if (st.lo.shape[0] or st.pending) and deadline is not None \
                 and time.perf_counter() > deadline:
@@ -306,17 +306,19 @@ def _alpha_rescue(network, region, st: SplitState, deadline, device, n) -> None:
             _drop(st, idx[proved])
 
 
-def _submit_leaves(st: SplitState, leaf) -> None:
+def _submit_leaves(st: SplitState, leaf, relu: list[bool]) -> None:
     """Hand the leaf worker, up to :data:`LEAF_QUEUE` at a time, the boxes alpha-CROWN failed
     on that have at most :data:`LEAF_MAX_UNSTABLE` unstable ReLUs under its bounds, the
     fewest first (the cheapest MILPs) and among equals the largest. The models are built
     here; the worker thread only solves (the solver releases the GIL, so the search and the
-    MILPs use two cores)."""
+    MILPs use two cores). ``relu``: which blocks of the stack end in a ReLU (the output
+    block's units spanning 0 need no binary and are not counted)."""
     free = LEAF_QUEUE - len(st.pending)
     cand = np.flatnonzero(st.stage == STAGE_ALPHA)
     if free <= 0 or not cand.size:
         return
-    unstable = np.array([sum(int(((l < 0) & (u > 0)).sum()) for l, u in st.inherit[i])
+    unstable = np.array([sum(int(((l < 0) & (u > 0)).sum())
+                             for (l, u), is_relu in zip(st.inherit[i], relu) if is_relu)
                          for i in cand])
     ok = unstable <= LEAF_MAX_UNSTABLE
     st.stage[cand[~ok]] = STAGE_LEAF   # too many for a quick MILP: splitting goes on

@@ -182,13 +182,12 @@ class Parameters:
         for idx in range(len(layers) - 1, first - 1, -1):
             name, layer, a_in = self.network.layer_names[idx], layers[idx], inputs[idx][rows]
             if isinstance(layer, (Dense, _TiedConv)):
-                if name in self._slices and self._slices[name][3] is not None:
+                if name in self._slices:
                     sw, sb, _, tying = self._slices[name]
-                    out[..., sw] = tying.kernel_grad(g, a_in, per_row)
-                    out[..., sb] = tying.bias_grad(g, per_row)
-                elif name in self._slices:
-                    sw, sb, _, _ = self._slices[name]
-                    if per_row:
+                    if tying is not None:
+                        out[..., sw] = tying.kernel_grad(g, a_in, per_row)
+                        out[..., sb] = tying.bias_grad(g, per_row)
+                    elif per_row:
                         out[:, sw] = (g[:, :, None] * a_in[:, None, :]).reshape(len(g), -1)
                         out[:, sb] = g
                     else:

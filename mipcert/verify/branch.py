@@ -212,9 +212,8 @@ def _split_loop(network, region, st: SplitState, check, deadline, max_boxes, bat
         t_round = time.perf_counter()
         take, rest = _pick(st, batch)
         lo, hi, depth, prio = st.lo[take], st.hi[take], st.depth[take], st.prio[take]
-        st.lo, st.hi, st.prio, st.depth = st.lo[rest], st.hi[rest], st.prio[rest], st.depth[rest]
         parents = st.inherit[take]
-        st.stage, st.inherit = st.stage[rest], st.inherit[rest]
+        _keep(st, rest)
         B = lo.shape[0]
         # every box split along every input: children (B, n, 2)
         mid = (lo + hi) / 2
@@ -382,11 +381,16 @@ def _push(st: SplitState, lo, hi, prio, depth, stage, inherit) -> None:
 
 
 def _drop(st: SplitState, idx) -> None:
-    """Remove the open boxes ``idx`` (proved)."""
+    """Remove the open boxes ``idx`` (proved, or handed to the leaf worker)."""
     keep = np.ones(st.lo.shape[0], dtype=bool)
     keep[idx] = False
-    st.lo, st.hi, st.prio = st.lo[keep], st.hi[keep], st.prio[keep]
-    st.depth, st.stage, st.inherit = st.depth[keep], st.stage[keep], st.inherit[keep]
+    _keep(st, keep)
+
+
+def _keep(st: SplitState, idx) -> None:
+    """Keep only the open boxes ``idx`` (indices or a mask), every per-box array alike."""
+    st.lo, st.hi, st.prio = st.lo[idx], st.hi[idx], st.prio[idx]
+    st.depth, st.stage, st.inherit = st.depth[idx], st.stage[idx], st.inherit[idx]
 
 
 def _inherited(entries, repeat: int):

@@ -19,6 +19,9 @@ exactly as ``mipcert repair`` does, once per layer choice:
   more time buys them);
 * ``dense, delta 3``: both dense layers with a larger margin. (Both dense layers with 100
   examples need a 600 MB Jacobian per round: not run.)
+* ``delta_sweep``: the convolution's l2 correction (no baselines, no certification) for
+  every margin delta of :data:`DELTAS` on each of the three adversarial sets (seeds 0, 1,
+  2): how the required margin moves the two readings of the paper's metric apart.
 
 Every row has clean / FGSM / PGD test accuracy (white-box: the attack on *that* network),
 **generalisation** (accuracy on the FGSM examples of the 1000 test points made against the
@@ -60,6 +63,9 @@ CONFIGS = [
     ("dense_delta3", "both dense layers, delta 3",
      {"layers": ["dense3", "dense5"], "delta": 3.0, "norms": ["l2"], "n_points": 0}),
 ]
+#: margins of the delta sweep, and the adversarial sets (seeds) it runs each on
+DELTAS = (1.0, 2.0, 3.0, 5.0, 10.0)
+SWEEP_SEEDS = (0, 1, 2)
 #: seconds the baselines also get on the last layer, beside the correction's wall time
 BUDGETS = (2.0, 15.0)
 PAPER = {"source": "Zhao & Kronqvist 2024, arXiv 2409.13770",
@@ -83,6 +89,42 @@ def readings(report) -> dict:
                      "clean_drop_pp": round(100 * (orig["clean_acc"] - r["clean_acc"]), 1),
                      "seconds": r["seconds"]}
     return out
+
+
+def delta_sweep(base) -> dict:
+    """The convolution's l2 correction for every delta of :data:`DELTAS` and adversarial set
+    of :data:`SWEEP_SEEDS`: per run both readings' gains over the original, in pp."""
+    from mipcert.repair.experiment import run_experiment
+
+    rows = []
+    for seed in SWEEP_SEEDS:
+        for delta in DELTAS:
+            inst = dataclasses.replace(base, layers=["conv0"], delta=delta, seed=seed,
+                                       norms=["l2"], baseline=False, n_points=0)
+            report = run_experiment(inst)
+            orig, corr = report.rows[0], report.rows[1]
+            row = {"delta": delta, "seed": seed, "clean_acc": corr["clean_acc"],
+                   "fgsm_acc": corr["fgsm_acc"], "pgd_acc": corr["pgd_acc"],
+                   "generalisation": corr["generalisation"], "efficacy": corr["efficacy"],
+                   "seconds": corr["seconds"], **readings(report)["corrected (l2)"]}
+            row["original"] = {k: orig[k] for k in ("clean_acc", "fgsm_acc", "generalisation")}
+            print(row, flush=True)
+            rows.append(row)
+    return {"label": "convolution (l2), margin delta x adversarial set", "rows": rows}
+
+
+def sweep_markdown(sweep: dict) -> str:
+    """The delta sweep as one table: per delta the gains on each adversarial set."""
+    lines = ["| delta | white-box FGSM gain pp (seeds 0 / 1 / 2) | fixed-set gain pp "
+             "(seeds 0 / 1 / 2) | clean drop pp (seeds 0 / 1 / 2) |", "|---|---|---|---|"]
+    by = {(r["delta"], r["seed"]): r for r in sweep["rows"]}
+    for delta in sorted({r["delta"] for r in sweep["rows"]}):
+        runs = [by[delta, s] for s in sorted({r["seed"] for r in sweep["rows"]})
+                if (delta, s) in by]
+        cols = [" / ".join(f"{r[k]:+.1f}" for r in runs)
+                for k in ("white_box_fgsm_gain_pp", "fixed_set_gain_pp", "clean_drop_pp")]
+        lines.append(f"| {delta:g} | " + " | ".join(cols) + " |")
+    return "\n".join(lines)
 
 
 def markdown(doc: dict) -> str:
@@ -135,7 +177,7 @@ def main(argv=None) -> int:
     from mipcert.repair.instance import load_instance
     from mipcert.report.repair_report import plot_pool, render_table
 
-    keys = [k for k, _, _ in CONFIGS]
+    keys = [k for k, _, _ in CONFIGS] + ["delta_sweep"]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=keys, default=keys)
     p.add_argument("--plots", default=str(ROOT / "docs"), help="folder for the pool plot")
@@ -147,12 +189,19 @@ def main(argv=None) -> int:
     doc = json.loads(out.read_text()) if out.exists() else {}
     if args.markdown:
         print(markdown(doc))
+        if "delta_sweep" in doc:
+            print("\n" + sweep_markdown(doc["delta_sweep"]))
         return 0
     doc.update(paper=PAPER, machine={
         "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "platform": platform.platform(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "note": "2 cores shared with other jobs; seconds are wall time"})
     base = load_instance(INSTANCE)
+    if "delta_sweep" in args.only:
+        print("\n== delta sweep", flush=True)
+        doc["delta_sweep"] = delta_sweep(base)
+        _save(doc, out)
+        print(sweep_markdown(doc["delta_sweep"]), flush=True)
     for key, label, over in CONFIGS:
         if key not in args.only:
             continue
@@ -174,12 +223,16 @@ def main(argv=None) -> int:
                 r for b in BUDGETS for r in baselines_given(dataclasses.replace(inst, n_points=0),
                                                             b)]
         doc[key] = res
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n")
-        tmp.replace(out)
-        print(f"wrote {out}", flush=True)
+        _save(doc, out)
     print(markdown(doc))
     return 0
+
+
+def _save(doc: dict, out: Path) -> None:
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ class ScipBackend(Backend):
         self.add_columns(sf.col_lo, sf.col_hi, sf.integrality)
         self._add_rows(sf)
         self._aux = None        # epigraph variable of a quadratic objective
+        self._starts = 0        # partial solutions given to SCIP so far (it keeps them all)
         self._aux_cons = None
         self.events = _Events(self)
         m.includeEventhdlr(self.events, "mipcert_incumbents", "mipcert early stops")
@@ -180,12 +181,20 @@ class ScipBackend(Backend):
         if m.getStage() > 1:  # beyond PROBLEM: drop the previous solve's transformed problem
             m.freeTransform()
         start = getattr(self, "_start", None)
-        if start is not None and self.is_mip:
+        # SCIP keeps every partial solution given to a persistent model across solves and
+        # refuses (with an error) more than ``limits/maxorigsol`` of them: a start is only a
+        # hint, so later solves go without one
+        if start is not None and self.is_mip and self._starts < m.getParam("limits/maxorigsol"):
             sol = m.createPartialSol()
             for j, v in zip(*start):
                 m.setSolVal(sol, self.vars[int(j)], float(v))
-            m.addSol(sol)
-            self._start = None
+            try:
+                m.addSol(sol)
+                self._starts += 1
+            except Exception as exc:  # noqa: BLE001 -- a hint not taken: solve without it
+                log.debug("scip: start solution not taken (%s)", exc)
+                self._starts = m.getParam("limits/maxorigsol")
+        self._start = None
         m.setParam("limits/time", float(time_limit) if time_limit is not None else 1e20)
         if stop_bound is not None:
             shift = STOP_MARGIN * LP_BOUND_SAFETY * (1.0 + abs(stop_bound))

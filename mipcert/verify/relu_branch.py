@@ -92,6 +92,8 @@ def _choose(problem, scores, k):
     best first (-1 where there are fewer)."""
     torch = problem.torch
     flat = torch.cat([scores[j] for j in problem.layers], dim=1)
+    if flat.shape[1] == 0:   # no ReLU unstable at the root: nothing to split, the MILP (an LP) decides
+        return torch.full((flat.shape[0], 1), -1, dtype=torch.int64, device=flat.device)
     k = max(1, min(k, flat.shape[1]))
     val, idx = flat.topk(k, dim=1)
     return torch.where(torch.isinf(val), torch.full_like(idx, -1), idx)

@@ -117,3 +117,18 @@ def test_reset_makes_the_next_solve_a_fresh_one(solver):
     ps.set_objective(objective(ps.model, 0), "max")
     got = ps.solve()
     assert (got.bound, got.value, got.nodes) == (want.bound, want.value, want.nodes)
+
+
+def test_many_solves_with_a_start(solver):
+    """SCIP keeps every partial start solution of a persistent model and raised 'cannot be
+    called at this time' once it held limits/maxorigsol (10) of them: the 11th solve of a
+    clause MILP with a start crashed verify. Starts are hints; every solve must still answer
+    what a fresh solve answers."""
+    m = knapsack()
+    ps = PersistentSolver(m, solver)
+    fresh = solve(knapsack(), solver)
+    for k in range(15):
+        ps.set_objective(m.obj.expr, "max")
+        out = ps.solve(start=[(m.x[i], float(k % 2)) for i in m.I])
+        assert out.status == "optimal"
+        assert out.bound == pytest.approx(fresh.bound, abs=TOL)

@@ -225,6 +225,8 @@ class HighsBackend(Backend):
         message = h.modelStatusToString(ms)
         if ms == S.kOptimal:
             status = "optimal"
+        elif ms == S.kInfeasible and self._presolve_on():
+            return self._confirm_infeasible(seconds)
         elif ms == S.kInfeasible:
             status, dual, value, x = "infeasible", infeasible_bound(sense), None, None
         elif ms == S.kUnbounded:
@@ -255,6 +257,31 @@ class HighsBackend(Backend):
     def _run(self) -> None:
         """``h.run()`` inside the process-wide thread-pool guard."""
         run_highs(self.h, self.threads)
+
+    def _presolve_on(self) -> bool:
+        _, presolve = self.h.getOptionValue("presolve")
+        return presolve != "off"
+
+    def _confirm_infeasible(self, seconds: float) -> Outcome:
+        """Presolve said 'infeasible': re-solve without presolve before believing it.
+
+        An infeasible model proves anything (its bound is +inf for a min), so the claim must
+        be right. HiGHS 1.16's presolve declared a feasible LP infeasible (the two-copy
+        Lipschitz model of a 2-4-3-3 network with every ReLU stable: x = x' is feasible, the
+        simplex without presolve finds the optimum 6.6e-4), which certified a false Lipschitz
+        property; a re-solve costs one more run only where the answer is 'infeasible'."""
+        h = self.h
+        _, presolve = h.getOptionValue("presolve")
+        h.setOptionValue("presolve", "off")
+        timer = Timer()
+        try:
+            self._run()
+            if h.getModelStatus() != highspy.HighsModelStatus.kInfeasible:
+                log.debug("HiGHS: presolve said infeasible, the solve without it did not")
+            # read with presolve still off, so that a confirmed 'infeasible' is taken as is
+            return self._outcome(seconds + timer(), EarlyStop(self.index, self.sense, None, None))
+        finally:
+            h.setOptionValue("presolve", presolve)
 
     def _disambiguate(self, seconds: float) -> Outcome:
         """Presolve said 'unbounded or infeasible': re-solve without presolve to tell which."""

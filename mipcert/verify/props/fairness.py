@@ -66,10 +66,15 @@ class IndividualFairness(SpecProperty):
                  sensitive=(), values=None, interval=None):
         super().__init__(network, x0, label, eps, input_lo, input_hi, reference)
         n, m = network.input_size, network.output_size
-        S = np.asarray(sorted(set(int(i) for i in sensitive)), dtype=np.int64)
-        if S.size == 0 or S.min() < 0 or S.max() >= n:
+        given = np.asarray([int(i) for i in sensitive], dtype=np.int64)
+        if given.size == 0 or given.min() < 0 or given.max() >= n:
             raise InputError(f"fairness needs sensitive input indices in [0, {n}), "
                              f"got {list(sensitive)}")
+        if len(set(given.tolist())) != given.size:
+            raise InputError(f"fairness sensitive indices must be distinct, got {list(sensitive)}")
+        # the domains are given in the order of `sensitive`; everything below is in index order
+        order = np.argsort(given, kind="stable")
+        S = given[order]
         if m < 2:
             raise InputError("fairness compares classes: the network needs >= 2 outputs")
         if (values is None) == (interval is None):
@@ -87,11 +92,13 @@ class IndividualFairness(SpecProperty):
             if len(iv) != S.size or np.any(iv[:, 0] > iv[:, 1]):
                 raise InputError(f"fairness interval needs one [a, b] with a <= b per sensitive "
                                  f"feature ({S.size}), got {interval}")
+            iv = iv[order]
             self.regions.append(self._box(iv[:, 0], iv[:, 1], iv[:, 0], iv[:, 1]))
         else:
             if len(values) != S.size or any(len(v) < 2 for v in values):
                 raise InputError(f"fairness values need a list of at least two values per "
                                  f"sensitive feature ({S.size}), got {values}")
+            values = [values[i] for i in order]
             combos = [np.asarray(c, dtype=np.float64) for c in itertools.product(*values)]
             pairs = [(a, b) for a, b in itertools.product(combos, combos) if np.any(a != b)]
             if len(pairs) > MAX_REGIONS:

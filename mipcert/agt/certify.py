@@ -53,7 +53,10 @@ def classification_certificates(lower, upper, nominal, run, X, y, device="cpu") 
     zl, zu = logit_bounds(lower, upper, run.layers, X, device)
     z_nom = ref.logits(nominal, run.layers, X)
     stable = stable_mask(zl, zu, z_nom)
-    correct = ref.predict(nominal, run.layers, X, run.loss) == np.asarray(y)
+    # squared loss on +-1 labels classifies by the sign of its one output, as hinge does
+    # (and as stable_mask reads it); its own predict returns the value itself
+    loss = "hinge" if run.loss == "squared" else run.loss
+    correct = ref.predict(nominal, run.layers, X, loss) == np.asarray(y)
     n = max(len(y), 1)
     return {"n_test": int(len(y)), "nominal_accuracy": float(correct.sum() / n),
             "certified_stable": int(stable.sum()),

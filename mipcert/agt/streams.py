@@ -72,7 +72,7 @@ class Bilinear:
         v = torch.mul(A[:, None, :], self.X1[None, j0:j1, :])
         if B is not None:
             v.addcmul_(B[:, None, :], self.X2[None, j0:j1, :], value=self.sign)
-        return v.view(-1, n)
+        return v.reshape(-1, n)   # a view unless the batch of one left odd strides
 
     def total(self) -> Tensor:
         """``sum_i v[., i]`` as ``(out * in,)`` (matmuls)."""

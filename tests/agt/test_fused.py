@@ -101,3 +101,25 @@ def test_kernel_layer_with_clean_sums_in_the_kernel(monkeypatch, loss, hidden):
     scale = max(np.abs(ref.lower).max(), np.abs(ref.upper).max(), 1.0)
     np.testing.assert_allclose(fast.lower, ref.lower, rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(fast.upper, ref.upper, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("loss,n_out,y", [("cross_entropy", 3, [0.0, 2.0]),
+                                          ("hinge", 1, [1.0, -1.0]),
+                                          ("squared", 1, [0.3, -0.2])])
+def test_batch_of_one_under_feature_poisoning(loss, n_out, y):
+    """A batch of one sample under bounded feature poisoning made the fused path's bilinear
+    rows non-contiguous and ``view`` raised for cross-entropy (found by fuzzing). The fused
+    path must give the reference path's box."""
+    from mipcert.agt.instance import PerturbationConfig
+    from mipcert.agt.interval_agt import interval_agt
+    from mipcert.agt.run import TrainingRun, make_layers
+
+    layers = make_layers(2, [], n_out, False)
+    run = TrainingRun(layers=layers, theta0=np.linspace(-0.5, 0.5, layers[0].size),
+                      X=np.array([[1.0, -0.5], [0.3, 2.0]]), y=np.array(y),
+                      batches=[np.array([0])], lrs=np.array([0.5]), loss=loss,
+                      n_classes=None if loss == "squared" else max(2, n_out))
+    pert = PerturbationConfig(kind="bounded", k=1, eps=0.1)
+    ref, fused = interval_agt(run, pert, reference=True), interval_agt(run, pert)
+    np.testing.assert_allclose(fused.lower, ref.lower, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fused.upper, ref.upper, rtol=1e-9, atol=1e-12)

@@ -103,3 +103,18 @@ def test_fairness_domains_follow_the_order_of_sensitive():
                 assert r.verdict == truth, (kw, attack, r.stats)
     with pytest.raises(InputError, match="distinct"):
         PropertyConfig("fairness", sensitive=[0, 0], values=[[0, 1], [0, 1]]).pose(net, x0, 0, 0.1)
+
+
+def test_a_tie_at_the_first_witness_does_not_end_a_strict_property():
+    """SR is violated only strictly (``||z - z0|| > delta``). The generic verifier stops at
+    a box centre with ``||z - z0|| = delta`` exactly (a tie) and SR answered unknown although
+    the corner (1, 0.75) deviates by 0.5 (found by fuzzing). Every value here is exact in
+    binary floating point."""
+    from mipcert.verify.props import PropertyConfig
+
+    net = mlp([np.eye(2), np.eye(2)], [np.full(2, 8.0), np.full(2, -8.0)])   # z = x
+    p = PropertyConfig("sr", delta=0.25).pose(net, np.array([0.5, 1.0]), 0, 0.5)
+    r = p.verify(timeout=20, attack=False)
+    assert r.verdict == "sat", r.stats
+    x = r.counterexample[0]
+    assert np.abs(net.forward(x) - net.forward(np.array([0.5, 1.0]))).max() > 0.25

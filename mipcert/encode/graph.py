@@ -44,7 +44,8 @@ AFFINE = ("Add", "Sub", "Neg", "Mul", "Div", "MatMul", "Gemm", "Conv", "BatchNor
           "ReduceSum", "ReduceMean")
 COMPARISONS = {"Greater": ("gt", False), "Less": ("gt", True), "GreaterOrEqual": ("ge", False),
                "LessOrEqual": ("ge", True), "Equal": ("eq", False)}
-_FLOAT_TYPES = (1, 10, 11)
+_FLOAT_TYPES = (1, 11)      # float32, double: the graph path's reals
+_HALF_TYPES = (10, 16)      # float16, bfloat16
 _BOOL_TYPE = 9
 
 
@@ -177,18 +178,25 @@ class GraphEncoder:
         base = f(np.zeros(n))
         out_shape, b = base.shape, base.reshape(-1)
         check_dense_size(b.size, n, f"{self.graph.label}: node {name}")
+        A = None
         if kind == "batched" and len(pos) == 1 and pos == [0] and len(shapes[0]) >= 2 \
-                and shapes[0][0] == 1:
+                and shapes[0][0] == 1 and out_shape[:1] == (1,):
             args = list(ops)
             args[0] = np.eye(n).reshape((n,) + tuple(shapes[0][1:]))
-            A = (np.asarray(fn(args)[0], np.float64).reshape(n, -1) - b).T
-        else:
+            out = np.asarray(fn(args)[0], np.float64)
+            # the unit vectors must come out along the leading dimension: a constant operand
+            # of higher rank broadcasts them elsewhere (MatMul of (1, 2) by (2, 2, 3) gives
+            # (2, n, 3)), and then only the per-entry probes below are right
+            if out.shape == (n,) + tuple(out_shape[1:]):
+                A = (out.reshape(n, -1) - b).T
+        if A is None:
             A = np.empty((b.size, n))
             eye = np.zeros(n)
             for i in range(n):
                 eye[i] = 1.0
                 A[:, i] = f(eye).reshape(-1) - b
                 eye[i] = 0.0
+        self._check_affine(f, A, b, n, name)
         items = np.concatenate([ops[k].items.reshape(-1) for k in pos])
         zl = np.concatenate([ops[k].lo.reshape(-1) for k in pos])
         zh = np.concatenate([ops[k].hi.reshape(-1) for k in pos])
@@ -198,6 +206,16 @@ class GraphEncoder:
         exprs = [linear([(A[k, i], items[i]) for i in np.flatnonzero(A[k])], b[k])
                  for k in range(b.size)]
         return define(self.block, name, exprs, lo, hi).reshape(tuple(out_shape))
+
+    def _check_affine(self, f, A, b, n, name) -> None:
+        """One more probe at a random point: ``f(z) = b + A z`` must hold, or the encoding
+        of node ``name`` would not be the network (a wrong probe layout, a non-affine op)."""
+        z = np.random.default_rng(0).uniform(-1.0, 1.0, n)
+        got, want = f(z).reshape(-1), b + A @ z
+        tol = 1e-9 * (1.0 + np.abs(b) + np.abs(A) @ np.abs(z))
+        if np.any(np.abs(got - want) > tol):
+            raise UnsupportedError(f"{self.graph.label}: node {name} is not the affine map its "
+                                "probes measured; please report this model")
 
     def _elementwise(self, fn, ops, pos, name) -> VArray:
         """A broadcasting affine op: ``y = b + sum_j a_j * z_j`` entrywise, where ``a_j`` is
@@ -298,6 +316,12 @@ class GraphEncoder:
         boolean = x.indicator | ((x.lo == x.hi) & np.isin(x.lo, (0.0, 1.0)))
         if to in _FLOAT_TYPES or boolean.all():   # 0/1 entries stay what they are
             return x
+        if to in _HALF_TYPES:
+            # rounding to 11 (float16) or 8 (bfloat16) significant bits moves values by up to
+            # 1e-3 / 4e-3 relative: read as the identity it made verdicts wrong (a query
+            # refuted whose bound onnxruntime reaches by rounding up); no exact encoding
+            raise UnsupportedError(f"{self.graph.label}: Cast node {node.name} rounds variable "
+                                   "data to half precision, which has no exact MILP encoding")
         flat = x.reshape(-1)
         if to == _BOOL_TYPE:   # x != 0, i.e. not (x == 0)
             e = select.compare(self.block, name, flat, "eq", self.relaxation)

@@ -57,8 +57,37 @@ def _parse(path_or_text):
     try:
         return vnnlib.parse_query_string(text), name
     except vnnlib.VNNLibException as exc:
-        raise SpecificationError(f"{name}: VNN-LIB 2.0 query refused by the reference parser: "
-                                 f"{exc}") from exc
+        err = SpecificationError(f"{name}: VNN-LIB 2.0 query refused by the reference parser: "
+                                 f"{parser_message(exc)}")
+        err.parser_codes = [e.get("errorCode") for e in _parser_errors(exc) or []]
+        raise err from exc
+
+
+def _parser_errors(exc) -> list | None:
+    """The reference parser's errors (it reports a JSON document), or None."""
+    import json
+
+    text = str(exc)
+    try:
+        errors = json.loads(text[text.index("{"):])["errors"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return errors if isinstance(errors, list) else None
+
+
+def parser_message(exc) -> str:
+    """The reference parser's error in one line: each error's line, hint (or message) and
+    offending symbol; anything that is not its JSON report is kept as it is."""
+    errors = _parser_errors(exc)
+    if errors is None:
+        return " ".join(str(exc).split())
+    parts = []
+    for e in errors:
+        where = f"line {e['line']}: " if e.get("line") is not None else ""
+        what = e.get("hint") or e.get("message") or e.get("errorCode", "error")
+        sym = f" ({e['offendingSymbol']})" if e.get("offendingSymbol") else ""
+        parts.append(f"{where}{what}{sym}")
+    return "; ".join(parts) or " ".join(str(exc).split())
 
 
 def query_networks(path_or_text) -> list[str]:

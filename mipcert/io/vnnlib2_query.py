@@ -75,9 +75,8 @@ def _parse_query(path_or_text):
         return _parse(path_or_text)
     except SpecificationError as exc:
         text, name = _read_source(path_or_text)
-        msg = str(exc)
-        if msg.count('"TypeMismatch"') != msg.count('"errorCode"') or "TypeMismatch" not in msg \
-                or not _ISO_RE.search(text):
+        codes = getattr(exc, "parser_codes", [])
+        if not codes or any(c != "TypeMismatch" for c in codes) or not _ISO_RE.search(text):
             raise
         aligned = _align_isomorphic_types(text)
         try:

@@ -131,3 +131,15 @@ def test_sizes_must_match_the_network_and_bad_syntax_is_a_clear_error():
         parse_vnnlib2(HEAD + "(assert (>= Y[0] 0.0))\n", n_inputs=3)
     with pytest.raises(SpecificationError, match="reference parser"):
         parse_vnnlib2(HEAD + "(assert (>= Y[7] 0.0))\n")
+
+
+def test_a_parser_refusal_is_one_line_with_line_and_symbol():
+    """The reference parser reports a JSON document; the error was 15 lines of it."""
+    text = ("(vnnlib-version <2.0>)\n"
+            "(declare-network N (declare-input X float32 [1,2]) (declare-output Y float32 [1,2]))\n"
+            "(assert (and (>= X[0,0] 0.0) (<= X[0,0] 1.0) (>= X[0,1] 0.0) (<= X[0,1] 1.0)))\n"
+            "(assert (>= Y[0,3] 0.5))\n")
+    with pytest.raises(SpecificationError) as info:
+        parse_vnnlib2(text)
+    msg = str(info.value)
+    assert "\n" not in msg and "line 4" in msg and "Y[0,3]" in msg and "out of bounds" in msg

@@ -145,3 +145,62 @@ def test_isomorphic_networks_may_differ_in_element_types(tmp_path):
 
     with pytest.raises(SpecificationError):
         read_query(text.replace("(<= Y2[0] Y[0])", "(<= Y3[0] Y[0])"))
+
+
+def test_matmul_by_a_stacked_constant_is_encoded_exactly(tmp_path):
+    """MatMul of x (1, 2) by a constant of shape (2, 2, 3) broadcasts the batch of unit
+    probes to (2, n, 3), not (n, 1, 3); the encoder read it as the latter and answered
+    'unsat' where onnxruntime reaches the output (found by fuzzing). Every output's MILP
+    extremes over the box must equal the true ones (the map is linear: attained at corners)."""
+    W = np.array([[[1, 0, 2], [0, 1, -1]], [[3, 1, 0], [-2, 0, 1]]], np.float64)
+    path = _save(tmp_path, "mm3", [helper.make_node("MatMul", ["x", "W"], ["p"]),
+                                   helper.make_node("Reshape", ["p", "shape"], ["y"])],
+                 [("x", [1, 2])], [("y", [1, 6])], [("W", W)])
+    import onnx
+    model = onnx.load(str(path))      # the shape is an int64 initialiser
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1, 6], np.int64), "shape"))
+    save(model, str(path))
+    graph = load_graph(path)
+    m = pyo.ConcreteModel()
+    x = new_vars(m, "x", np.zeros(2), np.ones(2))
+    y = _varray(GraphEncoder(m, graph).encode({"x": x.reshape((1, 2))})["y"]).reshape(-1)
+    corners = np.array([[a, b] for a in (0.0, 1.0) for b in (0.0, 1.0)])
+    truth = np.stack([(c[None, :] @ W).reshape(-1) for c in corners])      # (4, 6)
+    for k in range(6):
+        for sense, best in ((pyo.maximize, truth[:, k].max()), (pyo.minimize, truth[:, k].min())):
+            m.obj = pyo.Objective(expr=y.items[k] + 0.0 * x.items[0], sense=sense)
+            out = solve(m, "highs")
+            m.del_component(m.obj)
+            assert out.bound == pytest.approx(best, abs=1e-7), (k, sense)
+
+
+def test_cast_to_half_precision_of_variable_data_is_refused(tmp_path):
+    """Cast to float16 rounds (onnxruntime reaches 10.0 where the identity gives 9.998): it
+    was read as the identity and a reachable query was refuted (found by fuzzing)."""
+    from mipcert.errors import UnsupportedError
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Cast", ["r"], ["h"], to=TensorProto.FLOAT16),
+             helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)]
+    graph = load_graph(_save(tmp_path, "half", nodes, [("x", [1, 1])], [("y", [1, 1])]))
+    m = pyo.ConcreteModel()
+    x = new_vars(m, "x", np.full(1, 0.5), np.ones(1))
+    with pytest.raises(UnsupportedError, match="half precision"):
+        GraphEncoder(m, graph).encode({"x": x.reshape((1, 1))})
+
+
+def test_nodes_out_of_file_order_are_sorted(tmp_path):
+    """onnxruntime loads a graph whose nodes are not in topological order; the interpreter
+    raised KeyError (a traceback, found by fuzzing). It now runs them in dependency order,
+    and a node reading a tensor nothing provides is a one-line ModelFileError."""
+    from mipcert.errors import ModelFileError
+
+    nodes = [helper.make_node("Relu", ["h"], ["y"]),
+             helper.make_node("Add", ["x", "b"], ["h"])]
+    graph = load_graph(_save(tmp_path, "order", nodes, [("x", [1, 2])], [("y", [1, 2])],
+                             [("b", np.array([[0.5, -0.5]]))]))
+    out = graph.output_values({"x": np.array([[0.25, 0.25]])})[0]
+    np.testing.assert_allclose(out, [[0.75, 0.0]])
+    broken = [helper.make_node("Relu", ["nowhere"], ["y"])]
+    with pytest.raises(ModelFileError, match="nowhere"):
+        load_graph(_save(tmp_path, "broken", broken, [("x", [1, 2])], [("y", [1, 2])]))

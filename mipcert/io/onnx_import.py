@@ -197,7 +197,16 @@ class _Importer:
         out_shape = y0.shape[1:]
         check_dense_size(int(np.prod(out_shape)), n, self._where(node))
         ys = np.asarray(f(np.eye(n).reshape(n, *self.shape)), dtype=np.float64) - y0
-        self._emit(node, Dense(ys.reshape(n, -1).T, y0.reshape(-1)))
+        W = ys.reshape(n, -1).T if y0.shape[:1] == (1,) and ys.shape == (n, *out_shape) else None
+        z = np.random.default_rng(0).uniform(-1.0, 1.0, n)
+        if W is None or not np.allclose(np.asarray(f(z.reshape(1, *self.shape)),
+                                                   np.float64).reshape(-1),
+                                        y0.reshape(-1) + W @ z, rtol=1e-9, atol=1e-9):
+            # the probe axis did not come out first (a constant of higher rank broadcasts
+            # it elsewhere, e.g. MatMul of (1, 2) by (2, 2, 3)): not a chain layer
+            raise UnsupportedError(f"{self._where(node)}: {node.op_type} with these operand "
+                                   "shapes is not a layer of a chain network")
+        self._emit(node, Dense(W, y0.reshape(-1)))
         self._advance(node, out_shape)
 
     # ------------------------------------------------------------------ main loop

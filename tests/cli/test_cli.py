@@ -198,3 +198,28 @@ def test_real_entry_point_exit_code(tmp_path):
                            str(tmp_path / "no.vnnlib")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["lp", "mps"])
+def test_exported_tight_margin_bound_is_not_called_infeasible(capsys, tmp_path, fmt):
+    """alpha-CROWN's clause margin bound of this 2-input network (found by fuzzing) is within
+    1.5e-9 of the true minimum; written as the epigraph variable's bound, HiGHS's default
+    presolve called the exported model infeasible although onnxruntime reaches margin
+    -0.54637 at (0.57709, -1.90962). The bound is now widened by 1e-7 relative."""
+    import onnxruntime as ort
+
+    data = Path(__file__).resolve().parents[1] / "data" / "export_tight"
+    out_file = tmp_path / f"model.{fmt}"
+    code, _, _ = run_cli(capsys, "export", data / "net.onnx", data / "prop.vnnlib", "-o",
+                         out_file, "--bounds", "alpha")
+    assert code == 0
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    assert h.readModel(str(out_file)) == highspy.HighsStatus.kOk
+    h.run()                                   # default options: presolve on
+    assert h.modelStatusToString(h.getModelStatus()) == "Optimal"
+    sess = ort.InferenceSession(str(data / "net.onnx"))
+    x = np.array([[0.5770858759334995, -1.9096200108120605]], np.float32)
+    y = sess.run(None, {sess.get_inputs()[0].name: x})[0][0].astype(np.float64)
+    C, d = np.array([[-1.444, -0.021], [0.629, 1.125]]), np.array([0.4391, 1.1121])
+    assert h.getInfo().objective_function_value <= (C @ y - d).max() + 1e-6 < 0

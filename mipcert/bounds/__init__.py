@@ -121,7 +121,10 @@ def _lp_tighten(network, stack, pre, lo, hi, device, start, time_limit):
         given = [as_arrays(device, l[None], u[None]) for l, u in pre[: k + 1]]
         with no_grad_for(lo_t):
             new = propagate.crown(stack, lo_t, hi_t, given=given)
-        pre = [(to_numpy(l[0]), to_numpy(u[0])) for l, u in new]
+        # both are sound, and CROWN is not monotone in the bounds it starts from (a lower
+        # slope flips with the sign of u + l): keep the tighter of the two for every unit
+        pre = [(np.maximum(to_numpy(l[0]), old[0]), np.minimum(to_numpy(u[0]), old[1]))
+               for (l, u), old in zip(new, pre)]
     return pre
 
 
@@ -144,6 +147,10 @@ def clause_margin_bounds(network, bounds, region, method):
     kind = "ibp" if method == "ibp" else "crown"
     lows = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind)[0]
     highs = clause_bounds(stack, pre, lo_t, hi_t, region.clauses, kind, upper=True)[0]
+    if kind == "crown":   # CROWN's back-substitution can be looser than IBP's last step: keep both
+        lows = np.maximum(lows, clause_bounds(stack, pre, lo_t, hi_t, region.clauses, "ibp")[0])
+        highs = np.minimum(highs, clause_bounds(stack, pre, lo_t, hi_t, region.clauses, "ibp",
+                                                upper=True)[0])
     if method == "alpha" and not stack[-1].relu:
         from .alpha import alpha_crown
 

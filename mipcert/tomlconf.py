@@ -1,6 +1,7 @@
 """Reading instance files (TOML) with strict keys: a misspelt key is an error, not a default."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,11 +19,31 @@ def load_toml(path) -> dict[str, Any]:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            doc = tomllib.load(fh)
     except FileNotFoundError:
         raise InputError(f"instance file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"instance file {path} is not valid TOML: {exc}") from None
+    except IsADirectoryError:
+        raise InputError(f"instance file {path} is a folder; give the .toml file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read instance file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"instance file {path} is not valid TOML: "
+                         f"{' '.join(str(exc).split())}") from None
+    _refuse_non_finite(doc, "")
+    return doc
+
+
+def _refuse_non_finite(node, where: str) -> None:
+    """TOML can spell ``nan`` and ``inf``; no number of an instance file means either (a NaN
+    passes every range check unnoticed), so both are refused, naming the key."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _refuse_non_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _refuse_non_finite(v, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise InputError(f"{where} = {node} in the instance file: give a finite number")
 
 
 def check_keys(table: dict, allowed: Iterable[str], where: str) -> None:

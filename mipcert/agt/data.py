@@ -8,6 +8,7 @@ classes as 0..C-1, ``value``: real targets, optionally standardised).
 from __future__ import annotations
 
 import itertools
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +41,12 @@ def _load_raw(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     from sklearn import datasets as skd
 
     g = cfg.generator
+    for key in ("n_samples", "centers", "n_features"):
+        if key in g and int(g[key]) < 1:
+            raise InputError(f"[data] {key} = {g[key]} must be >= 1")
+    for key in ("noise", "cluster_std"):
+        if key in g and float(g[key]) < 0:
+            raise InputError(f"[data] {key} = {g[key]} must be >= 0")
     if cfg.source == "moons":
         return skd.make_moons(n_samples=int(g.get("n_samples", 200)),
                               noise=float(g.get("noise", 0.1)),
@@ -70,20 +77,37 @@ def _load_file(path: Path, target_column: int) -> tuple[np.ndarray, np.ndarray]:
     if not path.exists():
         raise InputError(f"[data] source file {path} does not exist")
     if path.suffix == ".npz":
-        with np.load(path) as z:
-            if "X" not in z or "y" not in z:
-                raise InputError(f"{path} must hold arrays 'X' (n, d) and 'y' (n,)")
-            return np.asarray(z["X"], float).reshape(len(z["X"]), -1), np.asarray(z["y"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "X" not in z or "y" not in z:
+                    raise InputError(f"{path} must hold arrays 'X' (n, d) and 'y' (n,)")
+                X, y = np.asarray(z["X"], float), np.asarray(z["y"], float).reshape(-1)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(f"[data] cannot read {path} (a .npz with X and y): "
+                             f"{' '.join(str(exc).split())}") from None
+        if X.ndim == 0 or len(X) == 0 or len(y) != len(X):
+            raise InputError(f"[data] {path}: X must hold n >= 1 rows and y one label per row "
+                             f"({0 if X.ndim == 0 else len(X)} rows, {len(y)} labels)")
+        return _finite(X.reshape(len(X), -1), y, path)
     try:
         M = np.genfromtxt(path, delimiter=",", dtype=np.float64)
     except ValueError as exc:
-        raise InputError(f"{path} is not a numeric CSV file: {exc}") from None
+        raise InputError(f"{path} is not a numeric CSV file: {' '.join(str(exc).split())}") from None
     if M.ndim == 2 and np.isnan(M[0]).all():
         M = M[1:]  # a header row
     if M.ndim != 2 or np.isnan(M).any():
         raise InputError(f"{path} must be a numeric CSV table (one header row allowed)")
+    if not -M.shape[1] <= target_column < M.shape[1]:
+        raise InputError(f"[data] target_column = {target_column} but {path} has "
+                         f"{M.shape[1]} columns")
     y = M[:, target_column]
-    return np.delete(M, target_column % M.shape[1], axis=1), y
+    return _finite(np.delete(M, target_column % M.shape[1], axis=1), y, path)
+
+
+def _finite(X, y, path):
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise InputError(f"[data] {path} holds NaN or infinite values")
+    return X, y
 
 
 def monomials(X: np.ndarray, degree: int) -> np.ndarray:

@@ -298,7 +298,7 @@ class _Fanout:
                 raise InputError("--scheduler needs dask.distributed: pip install distributed") from None
             try:
                 self.client = Client(scheduler, timeout=30)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a bad address
                 raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; "
                                  "start one with `dask scheduler` or drop --scheduler") from None
         elif (workers or 1) > 1:

@@ -6,6 +6,7 @@ per-step learning rates, the loss and the clipping level ``gamma``.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,8 +92,11 @@ def init_params(layers: list[LayerShape], inst: Instance) -> np.ndarray:
         try:
             with np.load(m.init_file) as z:
                 theta = np.asarray(z["theta"], dtype=np.float64).reshape(-1)
-        except (OSError, KeyError) as exc:
-            raise InputError(f"cannot read 'theta' from init_file {m.init_file}: {exc}") from None
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(f"cannot read 'theta' from init_file {m.init_file} (a .npz): "
+                             f"{' '.join(str(exc).split())}") from None
+        if not np.all(np.isfinite(theta)):
+            raise InputError(f"init_file {m.init_file}: theta holds NaN or infinite values")
         if theta.shape != (P,):
             raise InputError(f"init_file holds {theta.size} parameters, the model has {P}")
         return theta

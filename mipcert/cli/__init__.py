@@ -40,10 +40,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from ._common import check_outputs
+
     try:
+        check_outputs(args)
         return int(args.func(args) or 0)
     except MipcertError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)   # one line
+        return EXIT_USER_ERROR
+    except (OSError, UnicodeDecodeError) as exc:   # a path the user gave: unreadable, a folder
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -1,13 +1,72 @@
 """Helpers shared by sub-commands: loading a network/property pair, atomic text output."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from ..errors import InputError, UnsupportedError
+
+
+def seconds(text: str) -> float:
+    """argparse type of a time limit: a finite number of seconds > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds > 0")
+    return v
+
+
+def natural(text: str) -> int:
+    """argparse type of a seed or a count: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return v
+
+
+def device_name(text: str) -> str:
+    """argparse type of a torch device: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda or cuda:N")
+
+
+#: argparse destinations that name a file a command writes ('-' or a flag: not a file)
+OUTPUT_ARGS = ("output", "result_file", "json", "csv", "plot")
+
+
+def check_outputs(args) -> None:
+    """Before any work: every output file of ``args`` can be created where it is named, so
+    that a bad path costs no run and leaves no other file behind. Writes are atomic (a
+    temporary file in the same folder, then a rename), so this probes exactly that."""
+    for dest in OUTPUT_ARGS:
+        value = getattr(args, dest, None)
+        if not isinstance(value, str) or value in ("", "-"):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        path = Path(value)
+        if path.is_dir():
+            raise InputError(f"{flag} {value} is a folder; give a file name")
+        parent = path.parent
+        if not parent.is_dir():
+            raise InputError(f"{flag} {value}: folder {parent} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+        except OSError as exc:
+            raise InputError(f"{flag} {value}: cannot write in {parent} "
+                             f"({exc.strerror or exc})") from None
+        os.close(fd)
+        os.unlink(tmp)
 
 
 def add_solver_options(p, *, relaxations=("milp", "lp")) -> None:
@@ -19,7 +78,8 @@ def add_solver_options(p, *, relaxations=("milp", "lp")) -> None:
                    help="bounds for Big-M constants and early proofs (default: crown, "
                         "refined by alpha-CROWN where it leaves an input-rich region open)")
     p.add_argument("--threads", type=int, default=None, help="solver threads")
-    p.add_argument("--device", default=None, help="torch device for bounds: cpu or cuda")
+    p.add_argument("--device", default=None, type=device_name,
+                   help="torch device for bounds: cpu or cuda")
 
 
 def load_problem(args):
@@ -38,7 +98,7 @@ def load_problem(args):
         if len(paths) != 1:
             raise InputError("with --network NAME=NET.onnx give exactly one query file: "
                              "mipcert verify QUERY.vnnlib --network N=NET.onnx")
-        named = dict(_name_path(item) for item in networks)
+        named = network_paths(networks)
         declared = query_networks(paths[0])
         if len(declared) != 1:   # the general graph path decides it (cli/verify.py), which
             # also knows that a network equal-to another needs no file of its own
@@ -64,6 +124,18 @@ def load_problem(args):
         def reference(x, _p=str(net_path)):
             return onnx_forward(_p, x)
     return network, spec, reference
+
+
+def network_paths(items) -> dict[str, str]:
+    """``--network NAME=PATH`` options as ``{name: path}``; a name given twice is an error."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, path = _name_path(item)
+        if name in out and out[name] != path:
+            raise InputError(f"--network {name} is given twice ({out[name]} and {path}); "
+                             "give each network once")
+        out[name] = path
+    return out
 
 
 def _name_path(item: str) -> tuple[str, str]:

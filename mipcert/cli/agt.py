@@ -10,6 +10,7 @@ import json
 import sys
 
 from ..relaxation import AGT_METHODS as METHODS
+from ._common import device_name, seconds
 
 
 def add_mip_options(p) -> None:
@@ -17,7 +18,7 @@ def add_mip_options(p) -> None:
     p.add_argument("--solver", choices=["highs", "scip", "gurobi"], default=None,
                    help="default: highs for lp/milp, scip for qcp/miqcp when the model has "
                         "products of two continuous variables (else highs)")
-    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+    p.add_argument("--time-limit", type=seconds, default=None, metavar="S",
                    help="seconds per solve (a limit gives the proven dual bound, never "
                         "an incumbent)")
     p.add_argument("--workers", type=int, default=None,
@@ -60,7 +61,8 @@ def register(subparsers) -> None:
     p.add_argument("--faces", type=int, default=0, metavar="K",
                    help="add K polytope directions at the end (paper eq. 46)")
     add_mip_options(p)
-    p.add_argument("--device", default="cpu", help="cpu or cuda for the interval bounds")
+    p.add_argument("--device", default="cpu", type=device_name,
+                   help="cpu or cuda for the interval bounds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="save the certified-region plot (2-D data)")
     p.set_defaults(func=run_agt)

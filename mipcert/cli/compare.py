@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import write_text_atomic
+from ._common import seconds, write_text_atomic
 
 
 def add_fanout_options(p) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
                    help="comma-separated subset of ibp,crown,lp,milp (default: the file's)")
     p.add_argument("--first", type=int, default=None, metavar="N",
                    help="use the first N points of the data (default: the file's)")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=seconds, default=None,
                    help="seconds per LP and per MILP, one point at one eps (default: the file's)")
     p.add_argument("--solver", default=None, choices=["highs", "scip", "gurobi"],
                    help="LP/MILP solver (default: the file's)")

@@ -39,7 +39,15 @@ def run(args) -> int:
     models = [margin_model(network, region, args.relaxation, args.bounds,
                           device=args.device)
               for region in spec.regions]
-    for model, path in zip(models, paths):
-        write_model(model, path, fmt)
+    written = []
+    try:
+        for model, path in zip(models, paths):
+            write_model(model, path, fmt)
+            written.append(path)
+    except BaseException:       # all regions or none: no partial set of files
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    for path in written:
         print(path)
     return 0

@@ -5,7 +5,7 @@ import contextlib
 import os
 import sys
 
-from ._common import write_text_atomic
+from ._common import seconds, write_text_atomic
 from .compare import _progress, add_fanout_options
 
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
                    help="use the first N points of the data (default: the file's)")
     p.add_argument("--samples", type=int, default=1000, metavar="K",
                    help="uniform samples per point and radius for the accuracy (default 1000)")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=seconds, default=None,
                    help="seconds for the verifier, one point at one radius (default: the file's)")
     p.add_argument("--solver", default=None, choices=["highs", "scip", "gurobi"],
                    help="MILP solver (default: the file's)")

@@ -59,7 +59,7 @@ def run(args) -> int:
         written = None
         if out is not None and network is not None:
             written = str(save_onnx(network, out))
-        if plot is not None:
+        if plot is not None and network is not None:   # no correction: no file at all
             plot_pool(report, plot)
     if args.json:
         doc = report.as_json()
@@ -72,6 +72,7 @@ def run(args) -> int:
                   f"{first.pick_index()}) written to {written}")
     if network is None:
         print(f"error: no corrected network: {first.status} ({first.message})"
-              + ("; nothing written" if out is not None else ""), file=sys.stderr)
+              + ("; nothing written" if out is not None or plot is not None else ""),
+              file=sys.stderr)
         return EXIT_NO_NETWORK
     return 0

@@ -3,7 +3,8 @@ N=NET.onnx --timeout S`` (the VNN-LIB 2.0 solver command line): a verdict, sat /
 unknown / timed-out, on the first line of standard output."""
 from __future__ import annotations
 
-from ._common import add_solver_options, dumps, load_problem, write_text_atomic
+from ._common import (add_solver_options, dumps, load_problem, natural, seconds,
+                      write_text_atomic)
 
 
 def register(sub) -> None:
@@ -15,14 +16,14 @@ def register(sub) -> None:
                    "with --network")
     p.add_argument("--network", action="append", metavar="NAME=NET.onnx",
                    help="VNN-LIB 2.0 form: the ONNX file of the network the query names NAME")
-    p.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds for the whole run")
     add_solver_options(p)
     p.add_argument("--result-file", default=None, help="also write the result here (VNN-COMP form)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--no-attack", action="store_true", help="skip random/PGD falsification")
     p.add_argument("--no-split", action="store_true",
                    help="skip input splitting (exercise the MILP on low-dimensional inputs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the falsification")
+    p.add_argument("--seed", type=natural, default=0, help="seed of the falsification")
     p.set_defaults(func=run)
 
 
@@ -31,10 +32,10 @@ def _verify_graph(args):
     from ..io.vnnlib2 import is_vnnlib2
     from ..io.vnnlib2_query import read_query
     from ..verify.query import verify_query
-    from ._common import _name_path
+    from ._common import network_paths
 
     if args.network:
-        query, paths = read_query(args.paths[0]), dict(_name_path(i) for i in args.network)
+        query, paths = read_query(args.paths[0]), network_paths(args.network)
     elif len(args.paths) == 2 and is_vnnlib2(args.paths[1]):   # NET QUERY
         query = read_query(args.paths[1])
         own = [n.name for n in query.networks if not n.equal_to]

@@ -294,6 +294,10 @@ def instance_run(instance: RobustnessInstance, *, first=None, timeout=None, solv
         raise InputError(f"--timeout {timeout}: must be > 0 seconds")
     network = load_network(instance.network_path)
     X, y = instance_points(instance, first)
+    bad = (y < 0) | (y >= network.output_size)
+    if bad.any():
+        raise InputError(f"[data] label {int(y[bad][0])} of point {int(np.flatnonzero(bad)[0])} "
+                         f"is not a class of the network (0 to {network.output_size - 1})")
     reference = OnnxReference(instance.network_path) \
         if instance.network_path.lower().endswith(".onnx") else None
     kwargs = dict(input_lo=instance.input_lo, input_hi=instance.input_hi,

@@ -38,6 +38,7 @@ to the instance file)::
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,8 +242,10 @@ def _parse_solver(t: dict) -> dict:
     threads = _get(t, "threads", int, "solver", 1)
     if threads < 1:
         raise InputError(f"[solver] threads = {threads} must be >= 1")
-    return {"solver": name, "timeout": timeout, "threads": threads,
-            "seed": _get(t, "seed", int, "solver", 0)}
+    seed = _get(t, "seed", int, "solver", 0)
+    if seed < 0:
+        raise InputError(f"[solver] seed = {seed} must be >= 0")
+    return {"solver": name, "timeout": timeout, "threads": threads, "seed": seed}
 
 
 def parse_instance(doc: dict, base: Path = Path("."), name: str = "instance",
@@ -283,9 +286,14 @@ def load_points(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
                     raise InputError(f"[data] points file {cfg.points} must hold arrays 'X' "
                                      f"(n, d) and 'y' (n,); it has {', '.join(z.files)}")
                 X, y = np.asarray(z["X"], np.float64), np.asarray(z["y"])
-        except (OSError, ValueError) as exc:
-            raise InputError(f"[data] cannot read points file {cfg.points}: {exc}") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(f"[data] cannot read points file {cfg.points} (a .npz with X "
+                             f"and y): {' '.join(str(exc).split())}") from None
+        if X.ndim == 0 or len(X) == 0:
+            raise InputError(f"[data] points file {cfg.points} holds no points")
         X = X.reshape(len(X), -1)
+        if not np.all(np.isfinite(X)):
+            raise InputError(f"[data] points file {cfg.points}: X holds NaN or infinite values")
         if len(y) != len(X) or not np.all(np.equal(np.mod(y, 1), 0)):
             raise InputError(f"[data] points file {cfg.points}: y must hold one integer "
                              f"class per row of X ({len(X)} rows, {len(y)} labels)")

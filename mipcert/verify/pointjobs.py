@@ -75,7 +75,7 @@ def run_jobs(fn: Callable[[Any], Any], jobs: list, *, workers: int | None = None
                              "pip install distributed") from None
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a bad address
             raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start "
                              "one with `dask scheduler` and workers with `dask worker ADDRESS`, "
                              "or drop --scheduler to run on local processes") from None

@@ -16,8 +16,20 @@ SUBCOMMANDS = ["verify", "supports", "export", "compare", "metrics", "agt", "agt
                "export-agt", "repair"]
 
 
+class UsageError(Exception):
+    """A command line argparse refuses (unknown option, bad value)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its refusals as one ``error:`` line (no usage block; ``--help`` has it)
+    returned as exit 2 by :func:`main`, like every other bad input."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mipcert",
         description="Exact certificates for ReLU networks and their training runs.")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -37,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from ._common import check_outputs

@@ -41,10 +41,10 @@ def test_argument_types_refuse(fn, bad):
 @needs_vnncomp
 def test_numeric_options_are_checked_by_the_parser(capsys):
     net, prop = VNNCOMP / "test_small.onnx", VNNCOMP / "test_small.vnnlib"
-    for extra in (["--timeout", "nan"], ["--seed", "-1"], ["--device", "tpu"]):
-        with pytest.raises(SystemExit) as info:
-            main(["verify", str(net), str(prop), *extra])
-        assert info.value.code == 2
+    for extra in (["--timeout", "nan"], ["--seed", "-1"], ["--device", "tpu"], ["--bogus"]):
+        code, out, err = run(capsys, "verify", net, prop, *extra)
+        assert code == 2 and out == ""
+        assert extra[0] in one_error_line(err) and "usage:" not in err
 
 
 @needs_vnncomp

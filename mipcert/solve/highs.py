@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -262,6 +263,16 @@ class HighsBackend(Backend):
         _, presolve = self.h.getOptionValue("presolve")
         return presolve != "off"
 
+    @contextmanager
+    def _presolve_off(self):
+        """Run the body with HiGHS's presolve off, restoring the option after."""
+        _, presolve = self.h.getOptionValue("presolve")
+        self.h.setOptionValue("presolve", "off")
+        try:
+            yield
+        finally:
+            self.h.setOptionValue("presolve", presolve)
+
     def _confirm_infeasible(self, seconds: float) -> Outcome:
         """Presolve said 'infeasible': re-solve without presolve before believing it.
 
@@ -270,36 +281,25 @@ class HighsBackend(Backend):
         Lipschitz model of a 2-4-3-3 network with every ReLU stable: x = x' is feasible, the
         simplex without presolve finds the optimum 6.6e-4), which certified a false Lipschitz
         property; a re-solve costs one more run only where the answer is 'infeasible'."""
-        h = self.h
-        _, presolve = h.getOptionValue("presolve")
-        h.setOptionValue("presolve", "off")
         timer = Timer()
-        try:
+        with self._presolve_off():
             self._run()
-            if h.getModelStatus() != highspy.HighsModelStatus.kInfeasible:
+            if self.h.getModelStatus() != highspy.HighsModelStatus.kInfeasible:
                 log.debug("HiGHS: presolve said infeasible, the solve without it did not")
             # read with presolve still off, so that a confirmed 'infeasible' is taken as is
             return self._outcome(seconds + timer(), EarlyStop(self.index, self.sense, None, None))
-        finally:
-            h.setOptionValue("presolve", presolve)
 
     def _disambiguate(self, seconds: float) -> Outcome:
         """Presolve said 'unbounded or infeasible': re-solve without presolve to tell which."""
-        h = self.h
-        _, presolve = h.getOptionValue("presolve")
-        h.setOptionValue("presolve", "off")
         timer = Timer()
-        try:
+        with self._presolve_off():   # its answer is read with presolve off, as it was found
             self._run()
-        finally:
-            h.setOptionValue("presolve", presolve)
-        ms = h.getModelStatus()
-        if ms == highspy.HighsModelStatus.kUnboundedOrInfeasible:
-            return Outcome(status="unbounded", sense=self.sense, bound=nothing_proven(self.sense),
-                           value=None, seconds=seconds + timer(), solver=self.name,
-                           message="unbounded or infeasible (HiGHS could not tell which)")
-        out = self._outcome(seconds + timer(), EarlyStop(self.index, self.sense, None, None))
-        return out
+            if self.h.getModelStatus() == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+                return Outcome(status="unbounded", sense=self.sense,
+                               bound=nothing_proven(self.sense), value=None,
+                               seconds=seconds + timer(), solver=self.name,
+                               message="unbounded or infeasible (HiGHS could not tell which)")
+            return self._outcome(seconds + timer(), EarlyStop(self.index, self.sense, None, None))
 
 
 BACKEND = HighsBackend

@@ -224,11 +224,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mnistfc_standins.json"))
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
-    cache = Path(args.cache) if args.cache else \
+    cache = Path(args.cache).resolve() if args.cache else \
         CACHE.with_name("mnistfc" + ("" if args.recipe == "slow" else "_" + args.recipe))
     if args.real:
-        rows = build_real(Path(args.cache) if args.cache else CACHE.with_name("mnistfc_real"),
-                          args.real)
+        real = Path(args.cache).resolve() if args.cache else CACHE.with_name("mnistfc_real")
+        rows = build_real(real, args.real)
     else:
         rows = build(cache, args.images, args.recipe)
     if args.command == "build":

@@ -27,8 +27,7 @@ def load_toml(path) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"cannot read instance file {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"instance file {path} is not valid TOML: "
-                         f"{' '.join(str(exc).split())}") from None
+        raise InputError(f"instance file {path} is not valid TOML: {exc}") from None
     _refuse_non_finite(doc, "")
     return doc
 

@@ -151,8 +151,7 @@ def certify_instance(instance, method: str = "ibp", device: str = "cpu",
                 f"the {method} bounds stay relaxed even for the exact methods")
     # rounding: the box and the numpy replay sum in different orders (a zero perturbation
     # gives a box of width 0 that may sit 1e-17 off the replay); beyond that it is a bug
-    slack = 1e-9 * (1.0 + np.abs(nominal))
-    if np.any(result.lower > nominal + slack) or np.any(nominal > result.upper + slack):
+    if not result.contains(nominal, tol=1e-9 * (1.0 + np.abs(nominal))):
         log.warning("the nominal parameters are outside the certified box: report this bug")
     certs = certificates_for(run, data, result.lower, result.upper, nominal, device)
     if method != "ibp" and result.faces and data.n_classes is not None:

@@ -83,8 +83,7 @@ def _load_file(path: Path, target_column: int) -> tuple[np.ndarray, np.ndarray]:
                     raise InputError(f"{path} must hold arrays 'X' (n, d) and 'y' (n,)")
                 X, y = np.asarray(z["X"], float), np.asarray(z["y"], float).reshape(-1)
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise InputError(f"[data] cannot read {path} (a .npz with X and y): "
-                             f"{' '.join(str(exc).split())}") from None
+            raise InputError(f"[data] cannot read {path} (a .npz with X and y): {exc}") from None
         if X.ndim == 0 or len(X) == 0 or len(y) != len(X):
             raise InputError(f"[data] {path}: X must hold n >= 1 rows and y one label per row "
                              f"({0 if X.ndim == 0 else len(X)} rows, {len(y)} labels)")
@@ -92,7 +91,7 @@ def _load_file(path: Path, target_column: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         M = np.genfromtxt(path, delimiter=",", dtype=np.float64)
     except ValueError as exc:
-        raise InputError(f"{path} is not a numeric CSV file: {' '.join(str(exc).split())}") from None
+        raise InputError(f"{path} is not a numeric CSV file: {exc}") from None
     if M.ndim == 2 and np.isnan(M[0]).all():
         M = M[1:]  # a header row
     if M.ndim != 2 or np.isnan(M).any():

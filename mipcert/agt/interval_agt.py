@@ -44,8 +44,10 @@ class AGTResult:
     def total_width(self) -> float:
         return float(np.sum(self.upper - self.lower))
 
-    def contains(self, theta: np.ndarray) -> bool:
-        return bool(np.all(self.lower <= theta) and np.all(theta <= self.upper))
+    def contains(self, theta: np.ndarray, tol=0.0) -> bool:
+        """``theta`` in the box widened by ``tol`` (a number or one per parameter), as the
+        MIP and hull boxes read it."""
+        return bool(np.all(self.lower - tol <= theta) and np.all(theta <= self.upper + tol))
 
 
 def check_budget(run: TrainingRun, pert: PerturbationConfig) -> None:

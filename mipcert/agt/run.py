@@ -94,7 +94,7 @@ def init_params(layers: list[LayerShape], inst: Instance) -> np.ndarray:
                 theta = np.asarray(z["theta"], dtype=np.float64).reshape(-1)
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise InputError(f"cannot read 'theta' from init_file {m.init_file} (a .npz): "
-                             f"{' '.join(str(exc).split())}") from None
+                             f"{exc}") from None
         if not np.all(np.isfinite(theta)):
             raise InputError(f"init_file {m.init_file}: theta holds NaN or infinite values")
         if theta.shape != (P,):

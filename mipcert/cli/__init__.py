@@ -47,13 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_error(exc) -> int:
+    """Bad input: its message on one ``error:`` line (a parser's report, a library message
+    quoting a multi-line exception), exit 2."""
+    print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _user_error(exc)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from ._common import check_outputs
@@ -61,12 +67,9 @@ def main(argv=None) -> int:
     try:
         check_outputs(args)
         return int(args.func(args) or 0)
-    except MipcertError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)   # one line
-        return EXIT_USER_ERROR
-    except (OSError, UnicodeDecodeError) as exc:   # a path the user gave: unreadable, a folder
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    # OSError, UnicodeDecodeError: a path the user gave is unreadable, a folder, not text
+    except (MipcertError, OSError, UnicodeDecodeError) as exc:
+        return _user_error(exc)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

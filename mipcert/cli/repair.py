@@ -29,10 +29,8 @@ def _check_output(path, suffix: str, what: str) -> Path | None:
     if path is None:
         return None
     p = Path(path)
-    if p.suffix.lower() != suffix:
+    if p.suffix.lower() != suffix:   # the folder is probed by cli.check_outputs
         raise InputError(f"{what} {p} must end in {suffix}")
-    if not p.parent.exists():
-        raise InputError(f"cannot write {p}: folder {p.parent} does not exist")
     return p
 
 

@@ -288,7 +288,7 @@ def load_points(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
                 X, y = np.asarray(z["X"], np.float64), np.asarray(z["y"])
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise InputError(f"[data] cannot read points file {cfg.points} (a .npz with X "
-                             f"and y): {' '.join(str(exc).split())}") from None
+                             f"and y): {exc}") from None
         if X.ndim == 0 or len(X) == 0:
             raise InputError(f"[data] points file {cfg.points} holds no points")
         X = X.reshape(len(X), -1)
